@@ -1,0 +1,165 @@
+"""A durable, ordered, bounded disk spool of export batches.
+
+One file per batch (``<seq>.kspool``), written to a temporary name, fsync'd, renamed and the
+directory fsync'd: a batch is either wholly present or absent after a crash. Each file carries
+a magic, a CRC32 and the payload length, so a torn or corrupted file is detected, counted and
+set aside instead of crashing a restart. Acknowledging a batch deletes its file.
+
+Several processes may point at the same spool directory (e.g. web-server workers). Each takes
+an exclusive ``flock`` on one *slot* sub-directory, so no two processes replay the same files;
+a restarted process takes a free slot and replays whatever a dead one left there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+from kansoku.errors import SpoolCorruptError
+
+log = logging.getLogger("kansoku.spool")
+
+_MAGIC = b"KSP1"
+_HEADER = struct.Struct(">4sIQ")  # magic, crc32(payload), len(payload)
+_SUFFIX = ".kspool"
+_MAX_SLOTS = 64
+
+
+class Spool:
+    """Append batches as opaque bytes; read the oldest; acknowledge it. Thread-safe."""
+
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.corrupt = 0
+        self._lock = threading.Lock()
+        root = Path(directory)
+        root.mkdir(parents=True, exist_ok=True)
+        self.path, self._lock_fd = _take_slot(root)
+        for tmp in self.path.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)  # a write that never reached its rename: never acknowledged
+        self._seqs = sorted(int(p.stem) for p in self.path.glob("*" + _SUFFIX) if p.stem.isdigit())
+        self._sizes = {s: self._file(s).stat().st_size for s in self._seqs}
+        self._next = (self._seqs[-1] + 1) if self._seqs else 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seqs)
+
+    @property
+    def bytes_used(self) -> int:
+        with self._lock:
+            return sum(self._sizes.values())
+
+    def append(self, payload: bytes) -> bool:
+        """Durably store ``payload``; ``False`` (nothing written) when the spool is full."""
+        size = _HEADER.size + len(payload)
+        with self._lock:
+            if sum(self._sizes.values()) + size > self.max_bytes:
+                return False
+            seq = self._next
+            self._next += 1
+        final = self._file(seq)
+        tmp = final.with_suffix(".tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(_HEADER.pack(_MAGIC, zlib.crc32(payload), len(payload)))
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(final)
+            _fsync_dir(self.path)
+        except OSError:
+            log.warning("kansoku spool write failed in %s", self.path, exc_info=True)
+            tmp.unlink(missing_ok=True)
+            return False
+        with self._lock:
+            self._seqs.append(seq)
+            self._sizes[seq] = size
+        return True
+
+    def peek(self) -> tuple[int, bytes] | None:
+        """The oldest readable batch as ``(seq, payload)``; corrupt files are set aside and counted."""
+        while True:
+            with self._lock:
+                if not self._seqs:
+                    return None
+                seq = self._seqs[0]
+            try:
+                return seq, self._read(seq)
+            except SpoolCorruptError as exc:
+                log.warning("kansoku spool: %s; set aside", exc)
+                with self._lock:
+                    self.corrupt += 1
+                self._remove(seq, keep_as=".corrupt")
+
+    def ack(self, seq: int) -> None:
+        """Forget a batch once it has been delivered."""
+        self._remove(seq)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+
+    def _file(self, seq: int) -> Path:
+        return self.path / f"{seq:020d}{_SUFFIX}"
+
+    def _read(self, seq: int) -> bytes:
+        path = self._file(seq)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SpoolCorruptError(str(path), f"unreadable: {exc.strerror}") from None
+        if len(data) < _HEADER.size:
+            raise SpoolCorruptError(str(path), "truncated header")
+        magic, crc, length = _HEADER.unpack_from(data)
+        payload = data[_HEADER.size :]
+        if magic != _MAGIC:
+            raise SpoolCorruptError(str(path), "bad magic")
+        if len(payload) != length:
+            raise SpoolCorruptError(str(path), f"length {len(payload)} != {length}")
+        if zlib.crc32(payload) != crc:
+            raise SpoolCorruptError(str(path), "checksum mismatch")
+        return payload
+
+    def _remove(self, seq: int, keep_as: str | None = None) -> None:
+        path = self._file(seq)
+        with self._lock:
+            if seq in self._sizes:
+                self._seqs.remove(seq)
+                del self._sizes[seq]
+        try:
+            if keep_as:
+                path.replace(path.with_suffix(keep_as))
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            log.warning("kansoku spool: could not remove %s", path, exc_info=True)
+
+
+def _take_slot(root: Path) -> tuple[Path, int]:
+    for slot in range(_MAX_SLOTS):
+        path = root / f"slot-{slot:02d}"
+        path.mkdir(exist_ok=True)
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return path, fd
+    raise OSError(f"all {_MAX_SLOTS} spool slots under {root} are in use")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

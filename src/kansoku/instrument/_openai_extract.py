@@ -1,0 +1,255 @@
+"""Reading OpenAI chat completions, responses and embeddings (objects or raw JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from kansoku.instrument._capture import g
+from kansoku.instrument._messages import content_text, normalise, render, tool_call
+from kansoku.model import LLMCall
+
+_CHAT_PARAMS = (
+    "max_tokens", "max_completion_tokens", "top_p", "seed", "stop", "n", "frequency_penalty",
+    "presence_penalty", "reasoning_effort", "service_tier", "parallel_tool_calls", "logprobs",
+)  # fmt: skip
+_RESPONSES_PARAMS = ("max_output_tokens", "top_p", "service_tier", "truncation", "parallel_tool_calls")
+
+
+def unwrap(result: Any) -> Any:
+    """The parsed body of a ``with_raw_response`` result, or the result itself."""
+    http = getattr(result, "http_response", None)
+    if http is None or not hasattr(result, "parse"):
+        return result
+    try:
+        return orjson.loads(http.content)
+    except Exception:  # body not read (with_streaming_response) or not JSON: usage stays unknown
+        return None
+
+
+def _given(value: Any) -> bool:
+    # The SDKs' "not given" sentinels (omit, NOT_GIVEN) are objects, not None.
+    return value is not None and type(value).__name__ not in ("Omit", "NotGiven")
+
+
+def _params(kwargs: dict[str, Any], names: tuple[str, ...], llm: LLMCall) -> None:
+    for name in names:
+        value = kwargs.get(name)
+        if _given(value):
+            llm.parameters[name] = value if isinstance(value, str | int | float | bool | list) else str(value)
+    temp = kwargs.get("temperature")
+    if isinstance(temp, int | float) and not isinstance(temp, bool):
+        llm.temperature = float(temp)
+    fmt = kwargs.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type"):
+        llm.parameters["response_format"] = fmt["type"]
+    elif isinstance(fmt, type):
+        llm.parameters["response_format"] = fmt.__name__
+    tools = kwargs.get("tools")
+    if isinstance(tools, list | tuple) and tools:
+        llm.parameters["tools"] = len(tools)
+
+
+def _usage(usage: Any, llm: LLMCall, inp: str, out: str) -> None:
+    if usage is None:
+        return
+    llm.input_tokens = _int(g(usage, inp))
+    llm.output_tokens = _int(g(usage, out))
+    llm.total_tokens = _int(g(usage, "total_tokens"))
+    in_details = g(usage, "prompt_tokens_details") or g(usage, "input_tokens_details")
+    out_details = g(usage, "completion_tokens_details") or g(usage, "output_tokens_details")
+    llm.cached_input_tokens = _int(g(in_details, "cached_tokens"))
+    llm.reasoning_tokens = _int(g(out_details, "reasoning_tokens"))
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class ChatExtractor:
+    operation = "chat"
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def request(self, kwargs: dict[str, Any], llm: LLMCall) -> None:
+        llm.request_model = str(kwargs.get("model") or "") or None
+        llm.input_messages = normalise(kwargs.get("messages"))
+        llm.input_text = render(llm.input_messages)
+        _params(kwargs, _CHAT_PARAMS, llm)
+
+    def response(self, result: Any, llm: LLMCall) -> None:
+        body = unwrap(result)
+        if body is None:
+            return
+        llm.model = g(body, "model")
+        llm.response_id = g(body, "id")
+        outputs, reasons = [], []
+        for choice in g(body, "choices") or []:
+            msg = g(choice, "message")
+            item: dict[str, Any] = {"role": g(msg, "role") or "assistant", "content": content_text(g(msg, "content"))}
+            calls = g(msg, "tool_calls")
+            if calls:
+                item["tool_calls"] = [tool_call(c) for c in calls]
+            refusal = g(msg, "refusal")
+            if refusal:
+                item["refusal"] = refusal
+            outputs.append(item)
+            if g(choice, "finish_reason"):
+                reasons.append(str(g(choice, "finish_reason")))
+        llm.output_messages = outputs or None
+        llm.output_text = _join_outputs(outputs)
+        llm.finish_reasons = reasons or None
+        _usage(g(body, "usage"), llm, "prompt_tokens", "completion_tokens")
+
+    def stream(self, chunks: list[tuple[int, Any]], start_pc: int, llm: LLMCall) -> None:
+        texts: dict[int, list[str]] = {}
+        calls: dict[int, dict[int, dict[str, Any]]] = {}
+        reasons: dict[int, str] = {}
+        for t, chunk in chunks:
+            llm.model = g(chunk, "model") or llm.model
+            llm.response_id = g(chunk, "id") or llm.response_id
+            usage = g(chunk, "usage")
+            if usage is not None:
+                _usage(usage, llm, "prompt_tokens", "completion_tokens")
+            for choice in g(chunk, "choices") or []:
+                idx = g(choice, "index") or 0
+                delta = g(choice, "delta")
+                text = g(delta, "content")
+                if text:
+                    texts.setdefault(idx, []).append(text)
+                for call in g(delta, "tool_calls") or []:
+                    slot = calls.setdefault(idx, {}).setdefault(g(call, "index") or 0, {"arguments": ""})
+                    fn = g(call, "function")
+                    slot["id"] = g(call, "id") or slot.get("id")
+                    slot["name"] = g(fn, "name") or slot.get("name")
+                    slot["arguments"] += g(fn, "arguments") or ""
+                if (text or g(delta, "tool_calls")) and llm.ttft_ms is None:
+                    llm.ttft_ms = round((t - start_pc) / 1e6, 3)
+                if g(choice, "finish_reason"):
+                    reasons[idx] = str(g(choice, "finish_reason"))
+        outputs = []
+        for idx in sorted(set(texts) | set(calls)):
+            item: dict[str, Any] = {"role": "assistant", "content": "".join(texts[idx]) if idx in texts else None}
+            if idx in calls:
+                item["tool_calls"] = [calls[idx][k] for k in sorted(calls[idx])]
+            outputs.append(item)
+        llm.output_messages = outputs or None
+        llm.output_text = _join_outputs(outputs)
+        llm.finish_reasons = [reasons[k] for k in sorted(reasons)] or None
+
+
+def _join_outputs(outputs: list[dict[str, Any]]) -> str | None:
+    texts = [o["content"] for o in outputs if o.get("content")]
+    if not texts:
+        calls = [c for o in outputs for c in o.get("tool_calls", [])]
+        return "\n".join(f"{c.get('name')}({c.get('arguments')})" for c in calls) or None
+    return texts[0] if len(texts) == 1 else "\n---\n".join(texts)
+
+
+class ResponsesExtractor:
+    operation = "chat"
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def request(self, kwargs: dict[str, Any], llm: LLMCall) -> None:
+        llm.request_model = str(kwargs.get("model") or "") or None
+        messages: list[dict[str, Any]] = []
+        instructions = kwargs.get("instructions")
+        if isinstance(instructions, str):
+            messages.append({"role": "system", "content": instructions})
+        given = kwargs.get("input")
+        if isinstance(given, str):
+            messages.append({"role": "user", "content": given})
+        else:
+            messages.extend(normalise(given) or [])
+        llm.input_messages = messages or None
+        llm.input_text = render(llm.input_messages)
+        _params(kwargs, _RESPONSES_PARAMS, llm)
+        reasoning = kwargs.get("reasoning")
+        if isinstance(reasoning, dict) and reasoning.get("effort"):
+            llm.parameters["reasoning_effort"] = reasoning["effort"]
+
+    def response(self, result: Any, llm: LLMCall) -> None:
+        body = unwrap(result)
+        if body is None:
+            return
+        llm.model = g(body, "model")
+        llm.response_id = g(body, "id")
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for item in g(body, "output") or []:
+            kind = g(item, "type")
+            if kind == "message":
+                text = content_text(g(item, "content"))
+                if text:
+                    texts.append(text)
+            elif kind == "function_call":
+                calls.append({"id": g(item, "call_id"), "name": g(item, "name"), "arguments": g(item, "arguments")})
+        out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+        if calls:
+            out["tool_calls"] = calls
+        llm.output_messages = [out] if texts or calls else None
+        llm.output_text = _join_outputs(llm.output_messages or [])
+        status = g(body, "status")
+        if status:
+            details = g(body, "incomplete_details")
+            reason = g(details, "reason") if details is not None else None
+            llm.finish_reasons = [str(reason or status)]
+        _usage(g(body, "usage"), llm, "input_tokens", "output_tokens")
+
+    def stream(self, chunks: list[tuple[int, Any]], start_pc: int, llm: LLMCall) -> None:
+        deltas: list[str] = []
+        final = None
+        for t, event in chunks:
+            kind = g(event, "type")
+            if kind == "response.output_text.delta":
+                if llm.ttft_ms is None:
+                    llm.ttft_ms = round((t - start_pc) / 1e6, 3)
+                deltas.append(g(event, "delta") or "")
+            elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                final = g(event, "response")
+        if final is not None:
+            ttft = llm.ttft_ms
+            self.response(final, llm)
+            llm.ttft_ms = ttft
+        if llm.output_text is None and deltas:
+            llm.output_text = "".join(deltas)
+            llm.output_messages = [{"role": "assistant", "content": llm.output_text}]
+
+
+class EmbeddingsExtractor:
+    operation = "embeddings"
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def request(self, kwargs: dict[str, Any], llm: LLMCall) -> None:
+        llm.request_model = str(kwargs.get("model") or "") or None
+        given = kwargs.get("input")
+        if isinstance(given, str):
+            llm.input_text = given
+        elif isinstance(given, list | tuple) and given and all(isinstance(x, str) for x in given):
+            llm.input_text = "\n".join(given)
+            llm.parameters["inputs"] = len(given)
+        for name in ("dimensions", "encoding_format"):
+            value = kwargs.get(name)
+            if isinstance(value, int | str) and not isinstance(value, bool):
+                llm.parameters[name] = value
+
+    def response(self, result: Any, llm: LLMCall) -> None:
+        body = unwrap(result)
+        if body is None:
+            return
+        llm.model = g(body, "model")
+        usage = g(body, "usage")
+        llm.input_tokens = _int(g(usage, "prompt_tokens"))
+        llm.total_tokens = _int(g(usage, "total_tokens"))
+        data = g(body, "data") or []
+        if data:
+            llm.parameters["vectors"] = len(data)
+
+    def stream(self, chunks: list[tuple[int, Any]], start_pc: int, llm: LLMCall) -> None:
+        return None
