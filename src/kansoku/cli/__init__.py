@@ -33,20 +33,26 @@ def _rate(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kansoku", description="Observability and reliability for LLM apps.")
+    parser = argparse.ArgumentParser(
+        prog="kansoku", description="Observability and reliability for LLM apps."
+    )
     parser.add_argument("--version", action="version", version=f"kansoku {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run a sample app against the built-in mock upstream and summarise it")
     demo.add_argument("--calls", type=_positive, default=60, help="number of LLM calls (default 60)")
-    demo.add_argument("--out", type=Path, default=Path("kansoku-demo/calls.jsonl"), help="JSON-lines output file")
+    demo.add_argument(
+        "--out", type=Path, default=Path("kansoku-demo/calls.jsonl"), help="JSON-lines output file"
+    )
     demo.add_argument("--fault-rate", type=_rate, default=0.15, help="share of calls given a provider fault")
     demo.add_argument("--seed", type=int, default=7)
 
     summary = sub.add_parser("summary", help="summarise a JSON-lines file of kansoku records")
     summary.add_argument("path", type=Path)
 
-    mock = sub.add_parser("mock-upstream", help="run the mock OpenAI/Anthropic server (for tests and benchmarks)")
+    mock = sub.add_parser(
+        "mock-upstream", help="run the mock OpenAI/Anthropic server (for tests and benchmarks)"
+    )
     mock.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 

@@ -50,10 +50,14 @@ def _clients(up: MockUpstream) -> tuple[Any, Any]:
         import anthropic
     except ImportError:
         anthropic = None  # type: ignore[assignment]
-    oai = openai.OpenAI(base_url=up.openai_base_url, api_key="sk-demo-not-a-real-key", max_retries=0, timeout=0.5)
+    oai = openai.OpenAI(
+        base_url=up.openai_base_url, api_key="sk-demo-not-a-real-key", max_retries=0, timeout=0.5
+    )
     ant = None
     if anthropic is not None:
-        ant = anthropic.Anthropic(base_url=up.anthropic_base_url, api_key="sk-ant-demo", max_retries=0, timeout=0.5)
+        ant = anthropic.Anthropic(
+            base_url=up.anthropic_base_url, api_key="sk-ant-demo", max_retries=0, timeout=0.5
+        )
     return oai, ant
 
 
@@ -61,12 +65,19 @@ def _one_call(oai: Any, ant: Any, rng: random.Random, question: str, fault: str 
     headers = {"x-mock-fault": fault} if fault else {}
     with kansoku.span("retrieve", attributes={"retriever": "faq-index", "k": 3}):
         time.sleep(rng.uniform(0.001, 0.004))
-    messages = [{"role": "system", "content": "You are a helpful support agent."}, {"role": "user", "content": question}]
+    messages = [
+        {"role": "system", "content": "You are a helpful support agent."},
+        {"role": "user", "content": question},
+    ]
     use_claude = ant is not None and rng.random() < 0.3
     stream = rng.random() < 0.4
     try:
         if use_claude:
-            kwargs: dict[str, Any] = {"model": "mock-claude", "max_tokens": 256, "system": messages[0]["content"]}
+            kwargs: dict[str, Any] = {
+                "model": "mock-claude",
+                "max_tokens": 256,
+                "system": messages[0]["content"],
+            }
             if stream:
                 with ant.messages.stream(messages=messages[1:], extra_headers=headers, **kwargs) as s:
                     "".join(s.text_stream)
@@ -78,7 +89,9 @@ def _one_call(oai: Any, ant: Any, rng: random.Random, question: str, fault: str 
             ):
                 pass
         else:
-            oai.chat.completions.create(model="mock-gpt", messages=messages, temperature=0.3, extra_headers=headers)
+            oai.chat.completions.create(
+                model="mock-gpt", messages=messages, temperature=0.3, extra_headers=headers
+            )
     except Exception:  # noqa: BLE001 - a real app shows an apology; the record keeps the error type
         return False
     return True
@@ -123,7 +136,9 @@ def run_demo(calls: int, out: Path, fault_rate: float, seed: int) -> int:
     kansoku.shutdown()
     elapsed = time.perf_counter() - started
     total, by_model, spans = summarise(read_records(out))
-    print(f"kansoku demo: {calls} calls in {elapsed:.1f}s against the built-in mock upstream ({failed} failed)")
+    print(
+        f"kansoku demo: {calls} calls in {elapsed:.1f}s against the built-in mock upstream ({failed} failed)"
+    )
     print(f"records written to {out}\n")
     print(render(total, by_model, spans))
     dropped = sum(stats.get("dropped", {}).values())

@@ -63,7 +63,8 @@ class Group:
 
 def summarise(records: Iterable[dict[str, Any]]) -> tuple[Group, dict[str, Group], int]:
     """Overall and per-model groups of LLM-call records, and the number of other spans."""
-    total, by_model, spans = Group(), defaultdict(Group), 0
+    total, spans = Group(), 0
+    by_model: defaultdict[str, Group] = defaultdict(Group)
     for rec in records:
         if rec.get("type") != "llm_call":
             spans += 1

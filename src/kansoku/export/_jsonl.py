@@ -31,7 +31,9 @@ class FileExporter:
 
     spool = False  # a local disk that refuses appends would refuse the spool too
 
-    def __init__(self, path: str | os.PathLike[str], max_bytes: int = 100 * 1024 * 1024, backups: int = 5) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], max_bytes: int = 100 * 1024 * 1024, backups: int = 5
+    ) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path.name}"
         self.max_bytes = max_bytes

@@ -85,7 +85,9 @@ def _size(text: str) -> int:
 
 def _file(target: str, _opts: ExportOptions) -> Exporter:
     parts = urllib.parse.urlsplit(target)
-    path = urllib.parse.unquote(parts.path if parts.netloc in ("", "localhost") else parts.netloc + parts.path)
+    path = urllib.parse.unquote(
+        parts.path if parts.netloc in ("", "localhost") else parts.netloc + parts.path
+    )
     if not path:
         raise ValueError("needs a path, e.g. file:///var/log/kansoku/calls.jsonl")
     q = _query(target)

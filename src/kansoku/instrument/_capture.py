@@ -53,8 +53,20 @@ class PendingCall:
     """Everything the caller's thread captured; :meth:`build` runs on the pipeline thread."""
 
     __slots__ = (
-        "attributes", "chunks", "ctx", "end_pc", "error", "extractor", "kwargs", "parent_span_id",
-        "result", "span_id", "start_ns", "start_pc", "trace_id", "_done",
+        "_done",
+        "attributes",
+        "chunks",
+        "ctx",
+        "end_pc",
+        "error",
+        "extractor",
+        "kwargs",
+        "parent_span_id",
+        "result",
+        "span_id",
+        "start_ns",
+        "start_pc",
+        "trace_id",
     )  # fmt: skip
 
     def __init__(self, extractor: Extractor, kwargs: dict[str, Any], attributes: dict[str, Any]) -> None:
@@ -89,7 +101,10 @@ class PendingCall:
         host = address if isinstance(address, str) else getattr(address, "host", None)
         if host:
             attributes["server.address"] = str(host)
-        status, status_code, error_type, message = "ok", 200, None, None
+        status: str = "ok"
+        status_code: int | None = 200
+        error_type: str | None = None
+        message: str | None = None
         try:
             ext.request(self.kwargs, llm)
         finally:
@@ -102,7 +117,7 @@ class PendingCall:
         if self.error is not None:
             error_type, status_code = classify_exception(self.error)
             status, message = "error", error_message(self.error)
-        elif llm.finish_reasons and "content_filter" in llm.finish_reasons:
+        elif llm.finish_reasons and {"content_filter", "refusal"} & set(llm.finish_reasons):
             # The provider answered 200 but withheld the content: an error users need to see.
             status, error_type = "error", "content_policy"
         if llm.input_tokens is None and llm.output_tokens is None and self.error is None:

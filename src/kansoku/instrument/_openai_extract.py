@@ -88,7 +88,10 @@ class ChatExtractor:
         outputs, reasons = [], []
         for choice in g(body, "choices") or []:
             msg = g(choice, "message")
-            item: dict[str, Any] = {"role": g(msg, "role") or "assistant", "content": content_text(g(msg, "content"))}
+            item: dict[str, Any] = {
+                "role": g(msg, "role") or "assistant",
+                "content": content_text(g(msg, "content")),
+            }
             calls = g(msg, "tool_calls")
             if calls:
                 item["tool_calls"] = [tool_call(c) for c in calls]
@@ -131,7 +134,10 @@ class ChatExtractor:
                     reasons[idx] = str(g(choice, "finish_reason"))
         outputs = []
         for idx in sorted(set(texts) | set(calls)):
-            item: dict[str, Any] = {"role": "assistant", "content": "".join(texts[idx]) if idx in texts else None}
+            item: dict[str, Any] = {
+                "role": "assistant",
+                "content": "".join(texts[idx]) if idx in texts else None,
+            }
             if idx in calls:
                 item["tool_calls"] = [calls[idx][k] for k in sorted(calls[idx])]
             outputs.append(item)
@@ -187,7 +193,9 @@ class ResponsesExtractor:
                 if text:
                     texts.append(text)
             elif kind == "function_call":
-                calls.append({"id": g(item, "call_id"), "name": g(item, "name"), "arguments": g(item, "arguments")})
+                calls.append(
+                    {"id": g(item, "call_id"), "name": g(item, "name"), "arguments": g(item, "arguments")}
+                )
         out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
         if calls:
             out["tool_calls"] = calls

@@ -35,7 +35,13 @@ _CONTEXT_MARKERS = (
     "string_above_max_length",
     "input is too long",
 )
-_CONTENT_MARKERS = ("content_filter", "content_policy", "content management policy", "safety system", "flagged")
+_CONTENT_MARKERS = (
+    "content_filter",
+    "content_policy",
+    "content management policy",
+    "safety system",
+    "flagged",
+)
 
 
 def error_type_for_status(status: int | None, text: str | None = None) -> ErrorType:

@@ -20,11 +20,11 @@ class FullJitter:
 
     def ceiling(self, attempt: int) -> float:
         # Cap the exponent so huge attempt numbers cannot overflow.
-        return min(self.cap, self.base * (2 ** min(attempt, 62)))
+        return min(self.cap, self.base * float(2 ** min(attempt, 62)))
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """The wait before retry ``attempt``; a server's ``Retry-After`` wins when it is longer."""
-        wait = self.rng.uniform(0.0, self.ceiling(attempt))
+        wait: float = self.rng.uniform(0.0, self.ceiling(attempt))
         if retry_after is not None and retry_after > wait:
             return retry_after
         return wait

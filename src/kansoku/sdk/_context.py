@@ -53,7 +53,9 @@ class CallContext:
 
 
 EMPTY = CallContext()
-CALL_CONTEXT: contextvars.ContextVar[CallContext] = contextvars.ContextVar("kansoku_call_context", default=EMPTY)
+CALL_CONTEXT: contextvars.ContextVar[CallContext] = contextvars.ContextVar(
+    "kansoku_call_context", default=EMPTY
+)
 #: The span new spans become children of (a live local span or a remote parent).
 CURRENT_SPAN: contextvars.ContextVar[SpanContext | None] = contextvars.ContextVar(
     "kansoku_current_span", default=None
@@ -108,7 +110,11 @@ class context:  # noqa: N801 - used like a function: ``with kansoku.context(...)
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             with context(
-                user_id=fields[0], session_id=fields[1], prompt_id=fields[2], prompt_version=fields[3], tags=fields[4]
+                user_id=fields[0],
+                session_id=fields[1],
+                prompt_id=fields[2],
+                prompt_version=fields[3],
+                tags=fields[4],
             ):
                 return fn(*args, **kwargs)
 
@@ -153,8 +159,9 @@ def install_thread_propagation() -> None:
         original_start = threading.Thread.start
         original_run = threading.Thread.run
 
-        @functools.wraps(original_submit)
-        def submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def submit(
+            self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+        ) -> Future[Any]:
             return original_submit(self, _carry(fn), *args, **kwargs)
 
         @functools.wraps(original_start)
@@ -175,6 +182,7 @@ def install_thread_propagation() -> None:
                 CURRENT_SPAN.reset(t2)
                 CALL_CONTEXT.reset(t1)
 
-        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+        submit.__wrapped__ = original_submit  # type: ignore[attr-defined]
+        ThreadPoolExecutor.submit = submit  # type: ignore[assignment]
         threading.Thread.start = start  # type: ignore[method-assign]
         threading.Thread.run = run  # type: ignore[method-assign]

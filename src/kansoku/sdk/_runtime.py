@@ -29,7 +29,9 @@ _lock = threading.RLock()
 class Runtime:
     """One initialised SDK: settings, pipeline, channels."""
 
-    def __init__(self, settings: Settings, exporters: Sequence[Exporter], processors: list[Processor]) -> None:
+    def __init__(
+        self, settings: Settings, exporters: Sequence[Exporter], processors: list[Processor]
+    ) -> None:
         self.settings = settings
         self.channels = [self._channel(e) for e in exporters]
         self.pipeline = Pipeline(
@@ -49,7 +51,9 @@ class Runtime:
             try:
                 spool = Spool(directory, self.settings.spool_max_bytes)
             except OSError:
-                log.warning("kansoku: spool at %s unavailable; export failures will drop", directory, exc_info=True)
+                log.warning(
+                    "kansoku: spool at %s unavailable; export failures will drop", directory, exc_info=True
+                )
         return Channel(exporter, spool=spool, max_queued_spans=self.settings.queue_size)
 
     def flush(self, timeout: float) -> bool:

@@ -152,7 +152,8 @@ def load_settings(args: Mapping[str, Any], environ: Mapping[str, str] | None = N
     settings = Settings(**values)
     if settings.redact and settings.redact_mode == "hash" and not settings.redact_key:
         raise ConfigError(
-            "redact_key", "redact_mode='hash' needs a secret key: pass redact_key=... or set KANSOKU_REDACT_KEY"
+            "redact_key",
+            "redact_mode='hash' needs a secret key: pass redact_key=... or set KANSOKU_REDACT_KEY",
         )
     if settings.batch_size > settings.queue_size:
         raise ConfigError("batch_size", "must not exceed queue_size")

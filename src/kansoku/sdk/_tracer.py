@@ -65,7 +65,9 @@ class ActiveSpan:
         "_status", "_token", "_trace",
     )  # fmt: skip
 
-    def __init__(self, name: str, kind: str = "internal", attributes: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, name: str, kind: str = "internal", attributes: Mapping[str, Any] | None = None
+    ) -> None:
         self._name = name
         self._kind = kind
         self._attributes: dict[str, Any] = dict(attributes or {})
@@ -170,7 +172,9 @@ def span(name: str, *, kind: str = "internal", attributes: Mapping[str, Any] | N
 @overload
 def observe(fn: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def observe(*, name: str | None = None, kind: str = "internal") -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def observe(
+    *, name: str | None = None, kind: str = "internal"
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
 def observe(
@@ -212,7 +216,7 @@ def inject(headers: MutableMapping[str, str] | None = None) -> MutableMapping[st
 class RemoteParent:
     """Returned by :func:`extract`; ``with`` it, new spans continue the caller's trace."""
 
-    __slots__ = ("context", "_token")
+    __slots__ = ("_token", "context")
 
     def __init__(self, context: SpanContext | None) -> None:
         self.context = context
