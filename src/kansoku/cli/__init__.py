@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("path", type=Path)
 
     mock = sub.add_parser(
-        "mock-upstream", help="run the mock OpenAI/Anthropic server (for tests and benchmarks)"
+        "mock-upstream",
+        help="run the mock OpenAI/Anthropic server (for tests and benchmarks)",
+        add_help=False,
     )
     mock.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "mock-upstream":
         from kansoku.testing.mock_upstream_main import main as mock_main
 
-        return mock_main(args.args)
+        return mock_main(args.args, prog="kansoku mock-upstream")
     return 2
 
 

@@ -9,6 +9,15 @@ kansoku's own tests use these; so can yours::
 
 from kansoku.testing._clock import FakeClock
 from kansoku.testing._memory import InMemoryExporter
+from kansoku.testing._mock_payloads import count_tokens, default_reply
 from kansoku.testing._mock_upstream import FaultMode, MockUpstream, RecordedRequest
 
-__all__ = ["FakeClock", "FaultMode", "InMemoryExporter", "MockUpstream", "RecordedRequest"]
+__all__ = [
+    "FakeClock",
+    "FaultMode",
+    "InMemoryExporter",
+    "MockUpstream",
+    "RecordedRequest",
+    "count_tokens",
+    "default_reply",
+]
