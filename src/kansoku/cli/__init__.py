@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mock-upstream"]:
+        # Everything after the subcommand (including --help) belongs to the mock's own parser.
+        from kansoku.testing.mock_upstream_main import main as mock_main
+
+        return mock_main(argv[1:], prog="kansoku mock-upstream")
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from kansoku.cli._demo import run_demo
@@ -77,10 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kansoku summary: {exc}", file=sys.stderr)
             return 2
         return 0
-    if args.command == "mock-upstream":
-        from kansoku.testing.mock_upstream_main import main as mock_main
-
-        return mock_main(args.args, prog="kansoku mock-upstream")
     return 2
 
 
