@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kansoku.instrument._capture import AsyncStreamProxy, PendingCall, StreamProxy, g
-from kansoku.instrument._messages import content_text, normalise, render
+from kansoku.instrument._messages import content_text, normalise
 from kansoku.instrument._openai_extract import unwrap
 from kansoku.instrument._patch import patch
 from kansoku.instrument._wrap import _begin, wrap_async, wrap_sync
@@ -31,7 +31,6 @@ class MessagesExtractor:
         if system_text:
             messages.insert(0, {"role": "system", "content": system_text})
         llm.input_messages = messages or None
-        llm.input_text = render(llm.input_messages)
         for name in _PARAMS:
             value = kwargs.get(name)
             if isinstance(value, str | int | float | list) and not isinstance(value, bool):
@@ -70,7 +69,6 @@ class MessagesExtractor:
         if calls:
             message["tool_calls"] = calls
         llm.output_messages = [message] if text is not None or calls else None
-        llm.output_text = text
 
     @staticmethod
     def _usage(usage: Any, llm: LLMCall) -> None:

@@ -121,7 +121,7 @@ class PendingCall:
             # The provider answered 200 but withheld the content: an error users need to see.
             status, error_type = "error", "content_policy"
         if llm.input_tokens is None and llm.output_tokens is None and self.error is None:
-            estimated_in, estimated_out = estimate_tokens(llm.input_text), estimate_tokens(llm.output_text)
+            estimated_in, estimated_out = estimate_tokens(llm.text_in()), estimate_tokens(llm.text_out())
             if estimated_in is not None or estimated_out is not None:
                 llm.input_tokens, llm.output_tokens = estimated_in, estimated_out
                 llm.usage_estimated = True
@@ -169,7 +169,20 @@ class StreamProxy:
         return getattr(self._stream, name)
 
     def __iter__(self) -> Iterator[Any]:
-        return self
+        # A generator is about half the per-chunk cost of a __next__ method call.
+        chunks, hide, clock, pending = self._chunks, self._hide, time.perf_counter_ns, self._pending
+        try:
+            for item in self._stream:
+                chunks.append((clock(), item))
+                if hide is None or not hide(item):
+                    yield item
+        except GeneratorExit:  # the application stopped iterating early: record what it saw
+            pending.finish(result=None)
+            raise
+        except BaseException as exc:
+            pending.finish(error=exc)
+            raise
+        pending.finish(result=None)
 
     def __next__(self) -> Any:
         while True:

@@ -53,18 +53,3 @@ def normalise(messages: Any) -> list[dict[str, Any]] | None:
 def tool_call(call: Any) -> dict[str, Any]:
     fn = g(call, "function")
     return {"id": g(call, "id"), "name": g(fn, "name"), "arguments": g(fn, "arguments")}
-
-
-def render(messages: list[dict[str, Any]] | None) -> str | None:
-    """One searchable text for a conversation: ``role: content`` lines (just the text for one message)."""
-    if not messages:
-        return None
-    if len(messages) == 1 and messages[0].get("content") is not None:
-        return str(messages[0]["content"])
-    lines = []
-    for m in messages:
-        text = m.get("content")
-        if text is None and m.get("tool_calls"):
-            text = " ".join(f"{c.get('name')}({c.get('arguments')})" for c in m["tool_calls"])
-        lines.append(f"{m['role']}: {text if text is not None else ''}")
-    return "\n".join(lines)

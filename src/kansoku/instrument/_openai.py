@@ -30,6 +30,8 @@ def _extractor_for(cls: type) -> Any:
 
 
 def _is_usage_only(chunk: Any) -> bool:
+    if getattr(chunk, "choices", None):  # the common case, decided with one attribute read
+        return False
     return not g(chunk, "choices") and g(chunk, "usage") is not None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from kansoku.instrument._capture import g
-from kansoku.instrument._messages import content_text, normalise, render, tool_call
+from kansoku.instrument._messages import content_text, normalise, tool_call
 from kansoku.model import LLMCall
 
 _CHAT_PARAMS = (
@@ -76,7 +76,6 @@ class ChatExtractor:
     def request(self, kwargs: dict[str, Any], llm: LLMCall) -> None:
         llm.request_model = str(kwargs.get("model") or "") or None
         llm.input_messages = normalise(kwargs.get("messages"))
-        llm.input_text = render(llm.input_messages)
         _params(kwargs, _CHAT_PARAMS, llm)
 
     def response(self, result: Any, llm: LLMCall) -> None:
@@ -102,7 +101,6 @@ class ChatExtractor:
             if g(choice, "finish_reason"):
                 reasons.append(str(g(choice, "finish_reason")))
         llm.output_messages = outputs or None
-        llm.output_text = _join_outputs(outputs)
         llm.finish_reasons = reasons or None
         _usage(g(body, "usage"), llm, "prompt_tokens", "completion_tokens")
 
@@ -142,16 +140,7 @@ class ChatExtractor:
                 item["tool_calls"] = [calls[idx][k] for k in sorted(calls[idx])]
             outputs.append(item)
         llm.output_messages = outputs or None
-        llm.output_text = _join_outputs(outputs)
         llm.finish_reasons = [reasons[k] for k in sorted(reasons)] or None
-
-
-def _join_outputs(outputs: list[dict[str, Any]]) -> str | None:
-    texts = [o["content"] for o in outputs if o.get("content")]
-    if not texts:
-        calls = [c for o in outputs for c in o.get("tool_calls", [])]
-        return "\n".join(f"{c.get('name')}({c.get('arguments')})" for c in calls) or None
-    return texts[0] if len(texts) == 1 else "\n---\n".join(texts)
 
 
 class ResponsesExtractor:
@@ -172,7 +161,6 @@ class ResponsesExtractor:
         else:
             messages.extend(normalise(given) or [])
         llm.input_messages = messages or None
-        llm.input_text = render(llm.input_messages)
         _params(kwargs, _RESPONSES_PARAMS, llm)
         reasoning = kwargs.get("reasoning")
         if isinstance(reasoning, dict) and reasoning.get("effort"):
@@ -200,7 +188,6 @@ class ResponsesExtractor:
         if calls:
             out["tool_calls"] = calls
         llm.output_messages = [out] if texts or calls else None
-        llm.output_text = _join_outputs(llm.output_messages or [])
         status = g(body, "status")
         if status:
             details = g(body, "incomplete_details")
@@ -223,9 +210,8 @@ class ResponsesExtractor:
             ttft = llm.ttft_ms
             self.response(final, llm)
             llm.ttft_ms = ttft
-        if llm.output_text is None and deltas:
-            llm.output_text = "".join(deltas)
-            llm.output_messages = [{"role": "assistant", "content": llm.output_text}]
+        if llm.output_messages is None and deltas:
+            llm.output_messages = [{"role": "assistant", "content": "".join(deltas)}]
 
 
 class EmbeddingsExtractor:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kansoku.model._errors import ERROR_TYPES
+from kansoku.model._text import render_input, render_output
 
 RECORD_SCHEMA = "kansoku.record/v1"
 
@@ -52,7 +53,11 @@ class SpanEvent:
 
 @dataclass(slots=True)
 class LLMCall:
-    """What is specific to a call to a model."""
+    """What is specific to a call to a model.
+
+    When messages are known, ``input_text`` / ``output_text`` stay ``None`` in memory and are
+    rendered from the messages by :meth:`text_in` / :meth:`text_out` (and in :meth:`Span.to_record`).
+    """
 
     provider: str
     operation: str = "chat"
@@ -75,6 +80,14 @@ class LLMCall:
     finish_reasons: list[str] | None = None
     response_id: str | None = None
     stream: bool = False
+
+    def text_in(self) -> str | None:
+        """``input_text``, or the text rendered from ``input_messages``."""
+        return self.input_text if self.input_text is not None else render_input(self.input_messages)
+
+    def text_out(self) -> str | None:
+        """``output_text``, or the text rendered from ``output_messages``."""
+        return self.output_text if self.output_text is not None else render_output(self.output_messages)
 
     def fill_total(self) -> None:
         """Derive ``total_tokens`` when the provider gave both parts but no total."""
@@ -149,6 +162,8 @@ class Span:
         if llm is not None:
             for name in LLM_FIELDS:
                 rec[name] = getattr(llm, name)
+            rec["input_text"] = llm.text_in()
+            rec["output_text"] = llm.text_out()
         return rec
 
     @classmethod

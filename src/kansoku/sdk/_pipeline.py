@@ -58,7 +58,9 @@ class Pipeline:
                 self.dropped["queue_full"] += 1
             return
         queue.append(item)
-        if len(queue) >= self._batch_size:
+        # Set the event once: while the pipeline thread waits for the GIL, setting it again on
+        # every call only costs the caller a lock round trip.
+        if len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
     def flush(self, timeout: float) -> bool:
