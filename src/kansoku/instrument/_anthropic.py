@@ -85,6 +85,9 @@ class MessagesExtractor:
         out = _int(g(usage, "output_tokens"))
         if out is not None:
             llm.output_tokens = out
+        thinking = _int(g(g(usage, "output_tokens_details"), "thinking_tokens"))
+        if thinking is not None:
+            llm.reasoning_tokens = thinking
 
     def stream(self, chunks: list[tuple[int, Any]], start_pc: int, llm: LLMCall) -> None:
         texts: list[str] = []
@@ -107,11 +110,15 @@ class MessagesExtractor:
                 if reason:
                     llm.finish_reasons = [str(reason)]
                 usage = g(event, "usage")
-                out = _int(g(usage, "output_tokens"))
-                if out is not None:
-                    llm.output_tokens = out
                 if _int(g(usage, "input_tokens")) is not None:
                     self._usage(usage, llm)
+                else:
+                    out = _int(g(usage, "output_tokens"))
+                    if out is not None:
+                        llm.output_tokens = out
+                    thinking = _int(g(g(usage, "output_tokens_details"), "thinking_tokens"))
+                    if thinking is not None:
+                        llm.reasoning_tokens = thinking
         self._output(llm, "".join(texts) if texts else None, [])
 
 

@@ -63,6 +63,7 @@ class PendingCall:
         "kwargs",
         "parent_span_id",
         "result",
+        "sampled",
         "span_id",
         "start_ns",
         "start_pc",
@@ -73,7 +74,7 @@ class PendingCall:
         self.extractor = extractor
         self.kwargs = kwargs
         self.attributes = attributes
-        self.trace_id, self.span_id, self.parent_span_id = start_ids()
+        self.trace_id, self.span_id, self.parent_span_id, self.sampled = start_ids()
         self.ctx: CallContext = CALL_CONTEXT.get()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -163,21 +164,29 @@ class StreamProxy:
         self._pending = pending
         self._hide = hide
         self._chunks: list[tuple[int, Any]] = []
+        self._gen: Iterator[Any] | None = None
         pending.chunks = self._chunks
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
     def __iter__(self) -> Iterator[Any]:
-        # A generator is about half the per-chunk cost of a __next__ method call.
+        # One generator for the proxy's life: a second ``for`` loop continues where the first
+        # stopped, as it does on the provider's own stream. Abandoned streams are finished by
+        # close()/__del__, so a ``break`` does not end the call.
+        if self._gen is None:
+            self._gen = self._iterate()
+        return self._gen
+
+    def _iterate(self) -> Iterator[Any]:
+        # A generator costs about half as much per chunk as a __next__ method call.
         chunks, hide, clock, pending = self._chunks, self._hide, time.perf_counter_ns, self._pending
         try:
             for item in self._stream:
                 chunks.append((clock(), item))
                 if hide is None or not hide(item):
                     yield item
-        except GeneratorExit:  # the application stopped iterating early: record what it saw
-            pending.finish(result=None)
+        except GeneratorExit:
             raise
         except BaseException as exc:
             pending.finish(error=exc)
@@ -185,6 +194,8 @@ class StreamProxy:
         pending.finish(result=None)
 
     def __next__(self) -> Any:
+        if self._gen is not None:
+            return next(self._gen)
         while True:
             try:
                 item = next(self._stream)

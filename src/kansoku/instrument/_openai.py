@@ -10,7 +10,7 @@ from kansoku.instrument._openai_extract import ChatExtractor, EmbeddingsExtracto
 from kansoku.instrument._patch import patch
 from kansoku.instrument._wrap import wrap_async, wrap_sync
 
-_EXTRACTORS: dict[tuple[type, str], Extractor] = {}
+_EXTRACTORS: dict[tuple[type, type], Extractor] = {}
 
 
 def _provider(resource: Any) -> str:
@@ -20,7 +20,7 @@ def _provider(resource: Any) -> str:
 
 def _extractor_for(cls: type) -> Any:
     def get(resource: Any) -> Extractor:
-        key = (cls, type(getattr(resource, "_client", None)).__name__)
+        key = (cls, type(getattr(resource, "_client", None)))
         ext = _EXTRACTORS.get(key)
         if ext is None:
             ext = _EXTRACTORS[key] = cls(_provider(resource))

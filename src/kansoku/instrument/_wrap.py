@@ -11,6 +11,9 @@ ExtractorFor = Callable[[Any], Extractor]
 Prepare = Callable[[dict[str, Any]], tuple[dict[str, Any], Any]]
 
 
+FLAGS = {True: "01", False: "00"}  # W3C trace-flags: sampled or not
+
+
 class Options:
     """Process-wide instrumentation switches, set by ``init()``."""
 
@@ -26,7 +29,7 @@ def _snapshot(kwargs: dict[str, Any]) -> dict[str, Any]:
     for key in ("messages", "input"):
         value = record.get(key)
         if isinstance(value, list):
-            record[key] = list(value)
+            record[key] = [dict(m) if isinstance(m, dict) else m for m in value]
     return record
 
 
@@ -46,7 +49,7 @@ def _begin(
             kwargs = {
                 **kwargs,
                 "extra_headers": {
-                    "traceparent": f"00-{pending.trace_id}-{pending.span_id}-01",
+                    "traceparent": f"00-{pending.trace_id}-{pending.span_id}-{FLAGS[pending.sampled]}",
                     **(headers if isinstance(headers, dict) else {}),
                 },
             }

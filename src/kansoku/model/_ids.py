@@ -41,7 +41,7 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
     """Parse a W3C ``traceparent`` header; ``None`` for anything invalid (the spec says: ignore it)."""
     if not value:
         return None
-    match = _TRACEPARENT.match(value.strip().lower())
+    match = _TRACEPARENT.match(value.strip())  # W3C: upper-case hex is invalid, not to be lowered
     if match is None:
         return None
     version, trace_id, span_id, flags = match.groups()

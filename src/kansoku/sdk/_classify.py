@@ -8,6 +8,10 @@ from typing import Any
 from kansoku.model import ErrorType, error_type_for_status
 
 _MAX_MESSAGE = 2000
+# HTTP-library failures some clients let escape unwrapped (e.g. a stream cut by the server).
+_TRANSPORT_ERRORS = frozenset(
+    {"TransportError", "NetworkError", "ProtocolError", "RemoteProtocolError", "ReadError"}
+)
 
 
 def classify_exception(exc: BaseException) -> tuple[str, int | None]:
@@ -30,9 +34,10 @@ def classify_exception(exc: BaseException) -> tuple[str, int | None]:
         return ErrorType.CONTEXT_LENGTH_EXCEEDED.value, None
     if name == "ContentFilterFinishReasonError":
         return ErrorType.CONTENT_POLICY.value, None
-    if isinstance(exc, ConnectionError) or "Connection" in name:
+    lineage = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, ConnectionError) or "Connection" in name or lineage & _TRANSPORT_ERRORS:
         return ErrorType.CONNECTION.value, None
-    if "Validation" in name or (isinstance(exc, ValueError) and "JSON" in str(exc)):
+    if "Validation" in name or "JSONDecodeError" in lineage:
         return ErrorType.INVALID_OUTPUT.value, None
     return ErrorType.UNKNOWN.value, None
 

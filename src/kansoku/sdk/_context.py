@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from kansoku.model import SpanContext
 
@@ -106,6 +107,21 @@ class context:  # noqa: N801 - used like a function: ``with kansoku.context(...)
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         fields = self._fields
+        if inspect.iscoroutinefunction(fn):
+            async_fn = fn
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with context(
+                    user_id=fields[0],
+                    session_id=fields[1],
+                    prompt_id=fields[2],
+                    prompt_version=fields[3],
+                    tags=fields[4],
+                ):
+                    return await async_fn(*args, **kwargs)
+
+            return cast(Callable[P, R], async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -157,7 +173,6 @@ def install_thread_propagation() -> None:
         _installed = True
         original_submit = ThreadPoolExecutor.submit
         original_start = threading.Thread.start
-        original_run = threading.Thread.run
 
         def submit(
             self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -166,23 +181,10 @@ def install_thread_propagation() -> None:
 
         @functools.wraps(original_start)
         def start(self: threading.Thread) -> None:
-            self._kansoku_ctx = (CALL_CONTEXT.get(), CURRENT_SPAN.get())  # type: ignore[attr-defined]
+            # Wrap this instance's own run(), so subclasses that override run() are covered.
+            self.run = _carry(self.run)  # type: ignore[method-assign]
             original_start(self)
-
-        @functools.wraps(original_run)
-        def run(self: threading.Thread) -> None:
-            carried = getattr(self, "_kansoku_ctx", None)
-            if carried is None:
-                original_run(self)
-                return
-            t1, t2 = CALL_CONTEXT.set(carried[0]), CURRENT_SPAN.set(carried[1])
-            try:
-                original_run(self)
-            finally:
-                CURRENT_SPAN.reset(t2)
-                CALL_CONTEXT.reset(t1)
 
         submit.__wrapped__ = original_submit  # type: ignore[attr-defined]
         ThreadPoolExecutor.submit = submit  # type: ignore[assignment]
         threading.Thread.start = start  # type: ignore[method-assign]
-        threading.Thread.run = run  # type: ignore[method-assign]

@@ -11,7 +11,7 @@ import contextvars
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
@@ -23,24 +23,57 @@ from kansoku.sdk._state import submit
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_otel_trace: Any = None  # the opentelemetry.trace module once looked up; False when absent
+
+class _OTel:
+    """How to read the active OpenTelemetry span, looked up once.
+
+    The fast path reads OTel's own context variable: with no OTel context active (the common
+    case) that is one ``ContextVar.get`` instead of ~0.5 µs through the public API. It falls back
+    to the public API when OTel's internals differ from what is expected.
+    """
+
+    looked_up = False
+    trace: Any = None
+    context_get: Any = None
+    span_key: Any = None
+
+    @classmethod
+    def lookup(cls) -> None:
+        cls.looked_up = True
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            return
+        cls.trace = trace
+        try:
+            from opentelemetry.context import _RUNTIME_CONTEXT
+            from opentelemetry.trace.propagation import _SPAN_KEY
+
+            var = getattr(_RUNTIME_CONTEXT, "_current_context", None)
+            if isinstance(var, contextvars.ContextVar):
+                cls.context_get, cls.span_key = var.get, _SPAN_KEY
+        except ImportError:
+            pass
 
 
 def _otel_parent() -> SpanContext | None:
-    global _otel_trace  # noqa: PLW0603 - a cached optional import
-    if _otel_trace is None:
-        try:
-            from opentelemetry import trace
-
-            _otel_trace = trace
-        except ImportError:
-            _otel_trace = False
-    if _otel_trace is False:
+    if not _OTel.looked_up:
+        _OTel.lookup()
+    if _OTel.trace is None:
         return None
-    ctx = _otel_trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
+    if _OTel.context_get is not None:
+        ctx = _OTel.context_get()
+        if not ctx:
+            return None
+        otel_span = ctx.get(_OTel.span_key)
+        if otel_span is None:
+            return None
+        sc = otel_span.get_span_context()
+    else:
+        sc = _OTel.trace.get_current_span().get_span_context()
+    if not sc.is_valid:
         return None
-    return SpanContext(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", sampled=bool(ctx.trace_flags & 1))
+    return SpanContext(f"{sc.trace_id:032x}", f"{sc.span_id:016x}", sampled=bool(sc.trace_flags & 1))
 
 
 def current_parent() -> SpanContext | None:
@@ -49,12 +82,12 @@ def current_parent() -> SpanContext | None:
     return parent if parent is not None else _otel_parent()
 
 
-def start_ids() -> tuple[str, str, str | None]:
-    """``(trace_id, span_id, parent_span_id)`` for a span starting now, here."""
+def start_ids() -> tuple[str, str, str | None, bool]:
+    """``(trace_id, span_id, parent_span_id, sampled)`` for a span starting now, here."""
     parent = current_parent()
     if parent is None:
-        return new_trace_id(), new_span_id(), None
-    return parent.trace_id, new_span_id(), parent.span_id
+        return new_trace_id(), new_span_id(), None, True
+    return parent.trace_id, new_span_id(), parent.span_id, parent.sampled
 
 
 class ActiveSpan:
@@ -75,13 +108,14 @@ class ActiveSpan:
         self._status = "unset"
         self._error: tuple[str | None, int | None, str | None] = (None, None, None)
         self._token: contextvars.Token[SpanContext | None] | None = None
-        self._trace: tuple[str, str, str | None] = ("", "", None)
+        self._trace: tuple[str, str, str | None, bool] = ("", "", None, True)
+        self._ctx = SpanContext("", "")
         self._start_ns = 0
         self._start_pc = 0
 
     @property
     def context(self) -> SpanContext:
-        return SpanContext(self._trace[0], self._trace[1])
+        return self._ctx
 
     @property
     def trace_id(self) -> str:
@@ -112,24 +146,21 @@ class ActiveSpan:
         self._error = (etype, status, error_message(exc))
         self.add_event("exception", {"exception.type": type(exc).__name__})
 
-    def __enter__(self) -> ActiveSpan:
+    def begin(self) -> ActiveSpan:
+        """Start timing and take ids, without making the span current (see ``__enter__``)."""
         self._trace = start_ids()
+        self._ctx = SpanContext(self._trace[0], self._trace[1], sampled=self._trace[3])
         self._start_ns = time.time_ns()
         self._start_pc = time.perf_counter_ns()
-        self._token = CURRENT_SPAN.set(SpanContext(self._trace[0], self._trace[1]))
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def end(self, exc: BaseException | None = None) -> None:
+        """Finish the span and hand it to the pipeline."""
         end_ns = self._start_ns + (time.perf_counter_ns() - self._start_pc)
         if exc is not None:
             self.record_exception(exc)
         elif self._status == "unset":
             self._status = "ok"
-        if self._token is not None:
-            CURRENT_SPAN.reset(self._token)
-            self._token = None
         ctx = CALL_CONTEXT.get()
         etype, status_code, message = self._error
         submit(
@@ -155,6 +186,19 @@ class ActiveSpan:
             )
         )
 
+    def __enter__(self) -> ActiveSpan:
+        self.begin()
+        self._token = CURRENT_SPAN.set(self._ctx)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            CURRENT_SPAN.reset(self._token)
+            self._token = None
+        self.end(exc)
+
     async def __aenter__(self) -> ActiveSpan:
         return self.__enter__()
 
@@ -169,6 +213,67 @@ def span(name: str, *, kind: str = "internal", attributes: Mapping[str, Any] | N
     return ActiveSpan(name, kind, attributes)
 
 
+def _observe_generator(
+    func: Callable[..., Generator[Any]], name: str, kind: str
+) -> Callable[..., Generator[Any]]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any]:
+        active = ActiveSpan(name, kind).begin()
+        gen = func(*args, **kwargs)
+        error: BaseException | None = None
+        try:
+            while True:
+                # The span is current only while the generator's own code runs, so the
+                # consumer's work between items does not nest under it.
+                token = CURRENT_SPAN.set(active.context)
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    return
+                finally:
+                    CURRENT_SPAN.reset(token)
+                yield item
+        except GeneratorExit:
+            gen.close()
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            active.end(error)
+
+    return wrapper
+
+
+def _observe_async_generator(
+    func: Callable[..., AsyncIterator[Any]], name: str, kind: str
+) -> Callable[..., AsyncIterator[Any]]:
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        active = ActiveSpan(name, kind).begin()
+        agen = func(*args, **kwargs)
+        error: BaseException | None = None
+        try:
+            while True:
+                token = CURRENT_SPAN.set(active.context)
+                try:
+                    item = await agen.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    CURRENT_SPAN.reset(token)
+                yield item
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            active.end(error)
+
+    return wrapper
+
+
 @overload
 def observe(fn: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
@@ -180,10 +285,14 @@ def observe(
 def observe(
     fn: Callable[P, R] | None = None, /, *, name: str | None = None, kind: str = "internal"
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a function (sync or async) so each call is a span named after it."""
+    """Decorate a function — sync, async, generator or async generator — so each call is a span."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         span_name = name or func.__qualname__
+        if inspect.isasyncgenfunction(func):
+            return cast(Callable[P, R], _observe_async_generator(cast(Any, func), span_name, kind))
+        if inspect.isgeneratorfunction(func):
+            return cast(Callable[P, R], _observe_generator(cast(Any, func), span_name, kind))
         if inspect.iscoroutinefunction(func):
             async_func = cast(Callable[P, Awaitable[Any]], func)
 
