@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -92,7 +93,7 @@ def test_no_planted_value_reaches_files_logs_stdout_otlp_or_http(
         ):
             with kansoku.span("retrieve", attributes={"query": text, "nested": {"list": [text]}}):
                 pass
-            messages = [{"role": "system", "content": text}, {"role": "user", "content": text}]
+            messages: list[Any] = [{"role": "system", "content": text}, {"role": "user", "content": text}]
             client.chat.completions.create(model="mock-gpt", messages=messages)
             for _ in client.chat.completions.create(model="mock-gpt", messages=messages, stream=True):
                 pass
