@@ -1,0 +1,1 @@
+"""Helpers for kansoku's own tests: a loopback collector and child-process programs."""
