@@ -377,12 +377,6 @@ def test_http_target_builds_native_exporter():
     assert exporter.name == "http:collector.internal:8080"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: export/_registry.py _safe() reads parts.port, which raises ValueError for a bad port, "
-    "so a malformed target escapes as ValueError instead of ExportError",
-)
 @pytest.mark.parametrize(
     "target",
     [pytest.param("http://collector:notaport", id="http"), pytest.param("kafka://broker:xx", id="unknown")],
@@ -424,12 +418,6 @@ def test_api_key_never_logged(sdk, caplog):
         assert API_KEY not in repr(rec.args)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: NativeHTTPExporter's ValueError quotes the whole base_url and create_exporter copies it "
-    "into ExportError, so credentials in a malformed target reach the message (and logs)",
-)
 @pytest.mark.parametrize(
     "target",
     [

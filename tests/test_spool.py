@@ -224,12 +224,6 @@ def test_full_spool_refuses_without_writing(open_spool):
     assert drain(spool) == [payload, b"z" * 100]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: Spool.append checks the size under the lock but only records the new file after the "
-    "write, so concurrent appenders (the channel thread and the pipeline's overflow) all pass the check",
-)
 def test_concurrent_appends_never_exceed_max_bytes(open_spool, tmp_path):
     payload = b"x" * 100
     limit = 10 * (HEADER + len(payload))
@@ -290,12 +284,6 @@ def test_freed_slot_is_taken_by_the_next_spool_and_replayed(open_spool):
     assert b.peek() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a restarted process replays only the one slot it takes; batches left in other "
-    "dead slots (e.g. after scaling 2 workers down to 1) are stranded until more processes start",
-)
 def test_single_survivor_replays_every_dead_slot(open_spool):
     a = open_spool()
     b = open_spool()

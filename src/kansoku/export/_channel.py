@@ -39,7 +39,7 @@ class ChannelStats:
     dropped_spool_full: int = 0
     rejected: int = 0
     failures: int = 0
-    spool_corrupt: int = 0
+    spool_corrupt: int = 0  # records lost in spool files that failed their checksum
     spool_batches: int = 0
     spool_bytes: int = 0
 
@@ -93,6 +93,7 @@ class Channel:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._closed = False
         self._attempt = 0
         self._retry_at = 0.0  # monotonic time before which the destination is not tried again
         self.stats = ChannelStats()
@@ -102,16 +103,27 @@ class Channel:
     # -- called from the pipeline thread -------------------------------------------------------
     def offer(self, batch: list[Span]) -> None:
         with self._lock:
-            if self._queued_spans + len(batch) > self._max_queued:
-                overflow = True
-            else:
-                overflow = False
+            if self._queued_spans + len(batch) <= self._max_queued:
                 self._queue.append(batch)
                 self._queued_spans += len(batch)
-        if overflow:
-            # The exporter is slower than production: keep the data on disk rather than in memory.
-            self._to_spool(batch, reason_full="queue")
+                overflow: list[list[Span]] = []
+            else:
+                # The exporter is slower than production: keep the data on disk rather than in
+                # memory, the queued batches first so that delivery stays in order.
+                overflow = self._take_queued_batches()
+                overflow.append(batch)
+        for item in overflow:
+            self._to_spool(item, reason_full="queue")
         self._wake.set()
+
+    def _take_queued_batches(self) -> list[list[Span]]:
+        """Remove the queued span batches (markers stay); the caller holds ``_lock``."""
+        batches = [b for b in self._queue if not isinstance(b, FlushMarker)]
+        markers = [m for m in self._queue if isinstance(m, FlushMarker)]
+        self._queue.clear()
+        self._queue.extend(markers)
+        self._queued_spans = 0
+        return batches
 
     def mark(self, marker: FlushMarker) -> None:
         with self._lock:
@@ -122,6 +134,18 @@ class Channel:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            # The exporter is hung: keep what is still queued for the next start, or count it.
+            with self._lock:
+                left = self._take_queued_batches()
+            for batch in left:
+                self._to_spool(batch, reason_full="queue")
+            # Release the spool for the next start; a batch the hung export later fails on is
+            # counted as dropped instead of being written behind the next owner's back.
+            self._closed = True
+            if self.spool is not None:
+                self.spool.close()
+            return
         with contextlib.suppress(Exception):
             self.exporter.shutdown()
         if self.spool is not None:
@@ -134,7 +158,8 @@ class Channel:
         if self.spool is not None:
             s.spool_batches = len(self.spool)
             s.spool_bytes = self.spool.bytes_used
-            s.spool_corrupt = self.spool.corrupt
+            s.spool_corrupt = self.spool.corrupt_items
+        dropped = s.dropped + s.spool_corrupt
         return {
             "queued": s.queued,
             "exported": s.exported,
@@ -145,7 +170,7 @@ class Channel:
             "spool_corrupt": s.spool_corrupt,
             "failures": s.failures,
             "rejected": s.rejected,
-            "dropped": s.dropped,
+            "dropped": dropped,
             "dropped_queue_full": s.dropped_queue_full,
             "dropped_spool_full": s.dropped_spool_full,
         }
@@ -204,6 +229,7 @@ class Channel:
                 batch = decode_batch(payload)
             except ValueError:
                 spool.corrupt += 1
+                spool.corrupt_items += spool.items(seq)
                 spool.ack(seq)
                 continue
             result = self._export(batch)
@@ -232,7 +258,11 @@ class Channel:
         return result
 
     def _to_spool(self, batch: list[Span], *, reason_full: str) -> None:
-        if self.spool is not None and self.spool.append(encode_batch(batch)):
+        if (
+            self.spool is not None
+            and not self._closed
+            and self.spool.append(encode_batch(batch), items=len(batch))
+        ):
             self._add("spooled", len(batch))
             return
         # No spool, or the spool is full: the loss is counted, never silent.

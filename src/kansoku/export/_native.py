@@ -35,12 +35,18 @@ class NativeHTTPExporter:
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 10.0) -> None:
         parts = urllib.parse.urlsplit(base_url)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the port must be a number between 0 and 65535") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected http(s)://host[:port], got {base_url!r}")
+            raise ValueError("expected http(s)://host[:port]")
+        if parts.username or parts.password:
+            raise ValueError("credentials in the URL are not allowed; use api_key / KANSOKU_API_KEY")
         path = parts.path.rstrip("/")
         if not path.endswith(INGEST_PATH):
             path += INGEST_PATH
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        netloc = parts.hostname + (f":{port}" if port else "")
         self.url = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
         self.name = f"http:{netloc}"
         self._headers = {

@@ -58,15 +58,21 @@ def create_exporter(target: str, options: ExportOptions | None = None) -> Export
     except ExportError:
         raise
     except (ValueError, ImportError, OSError) as exc:
-        raise ExportError(_safe(target), str(exc)) from None
+        # Exporters' messages may quote the raw target; never repeat its credentials.
+        message = str(exc).replace(target, _safe(target))
+        raise ExportError(_safe(target), message) from None
 
 
 def _safe(target: str) -> str:
     """The target without credentials or query values, for error messages."""
     parts = urllib.parse.urlsplit(target)
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port: show none rather than fail while reporting
+        port = None
+    if port:
+        netloc += f":{port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

@@ -54,8 +54,7 @@ class Pipeline:
         """Called on the application's thread: never blocks, never raises."""
         queue = self._queue
         if len(queue) >= self._cap:
-            with self._lock:
-                self.dropped["queue_full"] += 1
+            self._drop("queue_full")
             return
         queue.append(item)
         # Set the event once: while the pipeline thread waits for the GIL, setting it again on
@@ -76,6 +75,14 @@ class Pipeline:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
+
+    def _drop(self, reason: str) -> None:
+        with self._lock:
+            self.dropped[reason] += 1
+
+    def dropped_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.dropped)
 
     @property
     def queued(self) -> int:
@@ -119,7 +126,7 @@ class Pipeline:
             span = item if isinstance(item, Span) else item.build()
         except Exception:
             log.warning("kansoku could not build a record; dropped and counted", exc_info=True)
-            self.dropped["build_error"] += 1
+            self._drop("build_error")
             return None
         if span is None:
             return None
@@ -128,10 +135,10 @@ class Pipeline:
                 result = proc(span)
             except Exception:
                 log.warning("kansoku processor %r failed; span dropped and counted", proc, exc_info=True)
-                self.dropped["processor_error"] += 1
+                self._drop("processor_error")
                 return None
             if result is None:
-                self.dropped[getattr(proc, "reason", "processor")] += 1
+                self._drop(getattr(proc, "reason", "processor"))
                 return None
             span = result
         self.processed += 1

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from kansoku.export._base import Exporter
 from kansoku.export._channel import Channel
 from kansoku.export._registry import ExportOptions, create_exporter
 from kansoku.export._spool import Spool
+from kansoku.policy import FullJitter
 from kansoku.sdk._context import install_thread_propagation
 from kansoku.sdk._pipeline import Pipeline
 from kansoku.sdk._processors import ContentDropper, Processor, ResourceProcessor, Sampler
@@ -54,24 +56,34 @@ class Runtime:
                 log.warning(
                     "kansoku: spool at %s unavailable; export failures will drop", directory, exc_info=True
                 )
-        return Channel(exporter, spool=spool, max_queued_spans=self.settings.queue_size)
+        backoff = FullJitter(
+            base=self.settings.retry_base_ms / 1000.0, cap=self.settings.retry_cap_ms / 1000.0
+        )
+        return Channel(exporter, spool=spool, max_queued_spans=self.settings.queue_size, backoff=backoff)
 
     def flush(self, timeout: float) -> bool:
         return self.pipeline.flush(timeout)
 
     def shutdown(self, timeout: float) -> None:
+        # One deadline for the whole shutdown, not one per stage.
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
-        self.pipeline.stop(timeout)
+        self.pipeline.stop(max(0.0, deadline - time.monotonic()))
         for ch in self.channels:
-            ch.stop(timeout)
+            ch.stop(max(0.05, deadline - time.monotonic()))
 
     def stats(self) -> dict[str, Any]:
+        dropped = self.pipeline.dropped_snapshot()
+        exporters = {ch.exporter.name: ch.snapshot() for ch in self.channels}
+        lost = sum(v for k, v in dropped.items() if k != "sampled_out")
         return {
             "queued": self.pipeline.queued,
             "received": self.pipeline.received,
             "processed": self.pipeline.processed,
-            "dropped": dict(self.pipeline.dropped),
-            "exporters": {ch.exporter.name: ch.snapshot() for ch in self.channels},
+            "dropped": dropped,
+            # Records some destination will never get, for any reason but sampling.
+            "dropped_total": lost + sum(e["dropped"] for e in exporters.values()),
+            "exporters": exporters,
         }
 
 
@@ -122,15 +134,18 @@ def init(
         options["export"] = [item for item in given if isinstance(item, str)]
     settings = load_settings(options)
     with _lock:
-        _stop_current(timeout=5.0)
         if settings.disabled:
+            _stop_current(timeout=5.0)
             return settings
+        # Build everything that can fail before stopping the running configuration, so a bad
+        # init() leaves the previous one recording.
         exporters = [create_exporter(t, ExportOptions(api_key=settings.api_key)) for t in settings.export]
         exporters.extend(objects)
         try:
             procs = _processors(settings) + list(processors)
         except ValueError as exc:
             raise ConfigError("redact_patterns", str(exc)) from None
+        _stop_current(timeout=5.0)
         runtime = Runtime(settings, exporters, procs)
         HOLDER.sink = runtime
         _RUNTIME[0] = runtime

@@ -26,6 +26,8 @@ ENV_VARS: dict[str, str] = {
     "queue_size": "KANSOKU_QUEUE_SIZE",
     "batch_size": "KANSOKU_BATCH_SIZE",
     "flush_interval_ms": "KANSOKU_FLUSH_INTERVAL_MS",
+    "retry_base_ms": "KANSOKU_RETRY_BASE_MS",
+    "retry_cap_ms": "KANSOKU_RETRY_CAP_MS",
     "spool_dir": "KANSOKU_SPOOL_DIR",
     "spool_max_bytes": "KANSOKU_SPOOL_MAX_BYTES",
     "prices_file": "KANSOKU_PRICES_FILE",
@@ -60,6 +62,8 @@ class Settings:
     queue_size: int = 10_000
     batch_size: int = 512
     flush_interval_ms: int = 1_000
+    retry_base_ms: int = 500
+    retry_cap_ms: int = 30_000
     spool_dir: str = field(default_factory=_default_spool_dir)
     spool_max_bytes: int = 256 * 1024 * 1024
     prices_file: str | None = None
@@ -130,7 +134,7 @@ def load_settings(args: Mapping[str, Any], environ: Mapping[str, str] | None = N
             values[name] = _number(label, value, float, 0.0, 86_400_000.0)
         elif name in ("queue_size", "batch_size"):
             values[name] = _number(label, value, int, 1, 10_000_000)
-        elif name == "flush_interval_ms":
+        elif name in ("retry_base_ms", "retry_cap_ms") or name == "flush_interval_ms":
             values[name] = _number(label, value, int, 1, 3_600_000)
         elif name == "spool_max_bytes":
             values[name] = _number(label, value, int, 0, 1 << 50)
