@@ -11,61 +11,31 @@ import json
 import os
 import queue
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import kansoku
 from helpers.collector import Collector
-from kansoku.export import Exporter, ExportResult
+from helpers.sdk import Start, channel, free_port, started_sdk, wait_until
+from kansoku.export import ExportResult
 from kansoku.model import Span
-from kansoku.sdk import ENV_VARS
 from kansoku.testing import InMemoryExporter
 
 HELPERS = Path(__file__).parent / "helpers"
-Start = Callable[..., kansoku.Settings]
 
 
 @pytest.fixture
 def sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Start]:
     """``start(*exporters, **settings)``: kansoku with a spool under ``tmp_path``; always shut down."""
-    for var in ENV_VARS.values():
-        monkeypatch.delenv(var, raising=False)
-
-    def start(*exporters: str | Exporter, **settings: Any) -> kansoku.Settings:
-        settings.setdefault("spool_dir", str(tmp_path / "spool"))
-        settings.setdefault("service_name", "durability")
-        settings.setdefault("redact", False)
-        settings.setdefault("instrument", [])
-        return kansoku.init(export=list(exporters), **settings)
-
-    try:
+    with started_sdk(monkeypatch, tmp_path, service_name="durability") as start:
         yield start
-    finally:
-        kansoku.shutdown()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return predicate()
-        time.sleep(0.01)
-    return True
-
-
-def channel(name: str) -> dict[str, int]:
-    counters: dict[str, int] = kansoku.stats()["exporters"][name]
-    return counters
 
 
 def record(count: int, prefix: str) -> tuple[list[str], list[int]]:
@@ -196,13 +166,6 @@ def test_tiny_spool_every_loss_is_counted_exactly(sdk, spool_max_bytes, some_arr
 # -- kill -9 after flush() --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
     """The child's stdout lines up to ``marker``, read on a helper thread so the wait is bounded."""
     assert proc.stdout is not None
@@ -233,7 +196,7 @@ def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> lis
 @pytest.mark.slow
 def test_kill_9_after_flush_loses_nothing(sdk, tmp_path):
     n = 120
-    port = _free_port()  # nothing listens here during phase 1: the collector is down
+    port = free_port()  # nothing listens here during phase 1: the collector is down
     url = f"http://127.0.0.1:{port}"
     spool_dir = tmp_path / "spool"
     service = "kill-nine"

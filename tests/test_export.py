@@ -11,18 +11,16 @@ import gzip
 import json
 import logging
 import random
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import kansoku
 from helpers.collector import Collector
+from helpers.sdk import Start, channel, free_port, started_sdk, wait_until
 from kansoku.export import (
-    Exporter,
     ExportOptions,
     ExportResult,
     FileExporter,
@@ -32,42 +30,18 @@ from kansoku.export import (
     create_exporter,
 )
 from kansoku.model import LLM_FIELDS, SPAN_FIELDS, LLMCall, Span, new_span_id, new_trace_id
-from kansoku.sdk import ENV_VARS
 from kansoku.sdk._state import submit
 from kansoku.testing import InMemoryExporter
 
 API_KEY = "ksk-canary-3f9a1c77e0b24d58"
 REDACT_KEY = "rk-canary-d41d8cd98f00b204"
-Start = Callable[..., kansoku.Settings]
 
 
 @pytest.fixture
 def sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Start]:
     """``start(*exporters, **settings)`` with test defaults; ``kansoku.shutdown()`` always runs after."""
-    for var in ENV_VARS.values():
-        monkeypatch.delenv(var, raising=False)
-    kansoku.shutdown()
-
-    def start(*exporters: str | Exporter, **settings: Any) -> kansoku.Settings:
-        settings.setdefault("spool_dir", str(tmp_path / "spool"))
-        settings.setdefault("service_name", "export-tests")
-        settings.setdefault("redact", False)
-        settings.setdefault("instrument", [])
-        return kansoku.init(export=list(exporters), **settings)
-
-    try:
+    with started_sdk(monkeypatch, tmp_path, service_name="export-tests") as start:
         yield start
-    finally:
-        kansoku.shutdown()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return predicate()
-        time.sleep(0.01)
-    return True
 
 
 def make_span(
@@ -96,18 +70,6 @@ def llm_span() -> Span:
         "chat gpt-4o-mini",
         llm=LLMCall(provider="openai", model="gpt-4o-mini", input_tokens=12, output_tokens=3),
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def channel(name: str) -> dict[str, int]:
-    counters: dict[str, int] = kansoku.stats()["exporters"][name]
-    return counters
 
 
 # -- file exporter ------------------------------------------------------------------------------------

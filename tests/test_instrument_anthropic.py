@@ -10,49 +10,16 @@ from typing import Any
 import anthropic
 import pytest
 
-import kansoku
-from kansoku.model import LLMCall, Span
+from helpers.records import MODES, llm_of, only_call, take_calls, text_in, text_out, user
+from kansoku.model import Span
 from kansoku.pricing import PriceCatalog
 from kansoku.testing import InMemoryExporter, MockUpstream
 
 MODEL = "mock-claude"
 PRICES = PriceCatalog.default()
-MODES = [pytest.param("sync", id="sync"), pytest.param("async", id="async")]
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def user(text: str) -> Any:
-    return [{"role": "user", "content": text}]
-
-
-def take_calls(memory: InMemoryExporter) -> list[Span]:
-    assert kansoku.flush(5.0)
-    calls = memory.calls
-    memory.clear()
-    return calls
-
-
-def only_call(memory: InMemoryExporter) -> Span:
-    calls = take_calls(memory)
-    assert len(calls) == 1, [c.name for c in calls]
-    return calls[0]
-
-
-def llm_of(span: Span) -> LLMCall:
-    assert span.llm is not None
-    return span.llm
-
-
-def text_in(span: Span) -> Any:
-    """The exported record's ``input_text``."""
-    return span.to_record()["input_text"]
-
-
-def text_out(span: Span) -> Any:
-    """The exported record's ``output_text``."""
-    return span.to_record()["output_text"]
 
 
 def expected_tokens(usage: Any) -> dict[str, int | None]:

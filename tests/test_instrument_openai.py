@@ -12,8 +12,9 @@ import openai
 import pytest
 
 import kansoku
+from helpers.records import MODES, llm_of, only_call, take_calls, text_in, text_out, user
 from kansoku.export import ExportResult
-from kansoku.model import LLMCall, Span
+from kansoku.model import Span
 from kansoku.pricing import PriceCatalog
 from kansoku.testing import InMemoryExporter, MockUpstream
 
@@ -24,39 +25,6 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoni
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def user(text: str) -> Any:
-    return [{"role": "user", "content": text}]
-
-
-def take_calls(memory: InMemoryExporter) -> list[Span]:
-    """Flush, return the LLM-call records so far, and forget them."""
-    assert kansoku.flush(5.0)
-    calls = memory.calls
-    memory.clear()
-    return calls
-
-
-def only_call(memory: InMemoryExporter) -> Span:
-    calls = take_calls(memory)
-    assert len(calls) == 1, [c.name for c in calls]
-    return calls[0]
-
-
-def llm_of(span: Span) -> LLMCall:
-    assert span.llm is not None
-    return span.llm
-
-
-def text_in(span: Span) -> Any:
-    """The exported record's ``input_text``."""
-    return span.to_record()["input_text"]
-
-
-def text_out(span: Span) -> Any:
-    """The exported record's ``output_text``."""
-    return span.to_record()["output_text"]
 
 
 def recorded_usage(span: Span) -> dict[str, int | None]:
@@ -122,9 +90,6 @@ def call_chat(up: MockUpstream, mode: str, **kwargs: Any) -> Any:
 
 def text_of(chunks: list[Any]) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-
-
-MODES = [pytest.param("sync", id="sync"), pytest.param("async", id="async")]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ what a convention can only approximate.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from kansoku.model._attrs import (
@@ -20,11 +21,44 @@ from kansoku.model._attrs import (
     take_number,
     take_str,
     take_str_list,
+    user_attributes,
 )
 from kansoku.model._errors import ERROR_TYPES, ErrorType, error_type_for_status
 from kansoku.model._span import LLMCall, Span
 
 _TAG_PREFIX = "kansoku.tag."
+
+#: Takes one key out of ``rest``: its value if of the expected type, else ``None``.
+Taker = Callable[[dict[str, Any], str], Any]
+
+
+def _take_dict(rest: dict[str, Any], key: str) -> Any:
+    return take_json(rest, key, dict)
+
+
+# (field, taker, key) in the order they are taken: the first value found for a field wins.
+_SPAN_KEYS: tuple[tuple[str, Taker, str], ...] = (
+    ("user_id", take_str, "kansoku.user.id"),
+    ("user_id", take_str, "user.id"),
+    ("user_id", take_str, "enduser.id"),
+    ("prompt_id", take_str, "kansoku.prompt.id"),
+    ("prompt_version", take_str, "kansoku.prompt.version"),
+    ("status_code", take_count, "kansoku.status_code"),
+    ("status_code", take_count, "http.response.status_code"),
+    ("region", take_str, "kansoku.region"),
+)
+_LLM_KEYS: tuple[tuple[str, Taker, str], ...] = (
+    ("cost_usd", take_number, "kansoku.cost_usd"),
+    ("ttft_ms", take_number, "kansoku.ttft_ms"),
+    ("usage_estimated", take_bool, "kansoku.usage_estimated"),
+    ("input_text", take_str, "kansoku.input_text"),
+    ("output_text", take_str, "kansoku.output_text"),
+    ("total_tokens", take_count, "kansoku.usage.total_tokens"),
+    ("operation", take_str, "kansoku.operation"),
+    ("response_id", take_str, "kansoku.response_id"),
+    ("finish_reasons", take_str_list, "kansoku.finish_reasons"),
+    ("parameters", _take_dict, "kansoku.parameters"),
+)
 
 # --- error types ----------------------------------------------------------------------------------
 
@@ -69,8 +103,9 @@ def classify_error(raw: str | None, http_status: int | None) -> str:
 
 
 def common_attributes(span: Span) -> dict[str, AttrValue]:
-    """Attributes both conventions carry the same way."""
-    attrs: dict[str, AttrValue] = {}
+    """Attributes both conventions carry the same way: the span's own (see
+    :func:`~kansoku.model._attrs.user_attributes`), then user, prompt, status, region, error type."""
+    attrs = user_attributes(span)
     put(attrs, "user.id", span.user_id)
     put(attrs, "kansoku.prompt.id", span.prompt_id)
     put(attrs, "kansoku.status_code", span.status_code)
@@ -86,14 +121,8 @@ def tag_attributes(tags: dict[str, str]) -> dict[str, AttrValue]:
 
 def take_common(rest: dict[str, Any], out: SpanFields) -> None:
     """Take ``kansoku.*`` and convention-neutral keys (user, status, region, error type)."""
-    out.set_span("user_id", take_str(rest, "kansoku.user.id"))
-    out.set_span("user_id", take_str(rest, "user.id"))
-    out.set_span("user_id", take_str(rest, "enduser.id"))
-    out.set_span("prompt_id", take_str(rest, "kansoku.prompt.id"))
-    out.set_span("prompt_version", take_str(rest, "kansoku.prompt.version"))
-    out.set_span("status_code", take_count(rest, "kansoku.status_code"))
-    out.set_span("status_code", take_count(rest, "http.response.status_code"))
-    out.set_span("region", take_str(rest, "kansoku.region"))
+    for name, take, key in _SPAN_KEYS:
+        out.set_span(name, take(rest, key))
     tags = out.span.setdefault("tags", {})
     for key in [k for k in rest if k.startswith(_TAG_PREFIX)]:
         value = rest[key]
@@ -106,16 +135,8 @@ def take_common(rest: dict[str, Any], out: SpanFields) -> None:
             # A foreign value stays in the attributes: the taxonomy would lose its detail.
             del rest["error.type"]
     if out.llm is not None:
-        out.set_llm("cost_usd", take_number(rest, "kansoku.cost_usd"))
-        out.set_llm("ttft_ms", take_number(rest, "kansoku.ttft_ms"))
-        out.set_llm("usage_estimated", take_bool(rest, "kansoku.usage_estimated"))
-        out.set_llm("input_text", take_str(rest, "kansoku.input_text"))
-        out.set_llm("output_text", take_str(rest, "kansoku.output_text"))
-        out.set_llm("total_tokens", take_count(rest, "kansoku.usage.total_tokens"))
-        out.set_llm("operation", take_str(rest, "kansoku.operation"))
-        out.set_llm("response_id", take_str(rest, "kansoku.response_id"))
-        out.set_llm("finish_reasons", take_str_list(rest, "kansoku.finish_reasons"))
-        out.set_llm("parameters", take_json(rest, "kansoku.parameters", dict))
+        for name, take, key in _LLM_KEYS:
+            out.set_llm(name, take(rest, key))
 
 
 def llm_extra_attributes(llm: LLMCall, with_text: bool) -> dict[str, AttrValue]:
@@ -129,3 +150,29 @@ def llm_extra_attributes(llm: LLMCall, with_text: bool) -> dict[str, AttrValue]:
         attrs["kansoku.usage_estimated"] = True
     put(attrs, "kansoku.ttft_ms", llm.ttft_ms)
     return attrs
+
+
+# --- pieces both reverse mappings share -----------------------------------------------------------
+
+
+def attributes_to_span_fields(
+    attrs: dict[str, Any],
+    is_llm: Callable[[dict[str, Any]], bool],
+    take_convention: Callable[[dict[str, Any], SpanFields], None],
+) -> SpanFields:
+    """Read ``attrs`` back into span and LLM-call fields: ``kansoku.*`` and convention-neutral keys
+    first (:func:`take_common`), then the convention's own (``take_convention``)."""
+    rest = dict(attrs)
+    out = SpanFields(llm={} if is_llm(rest) else None, attributes=rest)
+    take_common(rest, out)
+    take_convention(rest, out)
+    return out
+
+
+def take_provider(rest: dict[str, Any], out: SpanFields, key: str, legacy_key: str) -> None:
+    """The provider from ``key``; the older ``legacy_key`` is taken too when it is the only one
+    set or agrees (a disagreeing ``legacy_key`` stays in the attributes)."""
+    provider = take_str(rest, key)
+    if provider is None or rest.get(legacy_key) == provider:
+        provider = take_str(rest, legacy_key) or provider
+    out.set_llm("provider", provider)

@@ -27,9 +27,14 @@ from kansoku.model._attrs import (
     take_number,
     take_str,
     take_str_list,
-    user_attributes,
 )
-from kansoku.model._common import common_attributes, llm_extra_attributes, tag_attributes, take_common
+from kansoku.model._common import (
+    attributes_to_span_fields,
+    common_attributes,
+    llm_extra_attributes,
+    tag_attributes,
+    take_provider,
+)
 from kansoku.model._messages import from_genai, to_genai
 from kansoku.model._span import LLMCall, Span
 
@@ -68,8 +73,7 @@ def genai_span_name(operation: str, model: str | None) -> str:
 
 def span_to_genai_attributes(span: Span) -> dict[str, AttrValue]:
     """Span attributes in the GenAI conventions (plus ``kansoku.*``), written over the span's own."""
-    attrs = user_attributes(span)
-    attrs.update(common_attributes(span))
+    attrs = common_attributes(span)
     put(attrs, "kansoku.user.id", span.user_id)
     put(attrs, "kansoku.prompt.version", span.prompt_version)
     put(attrs, "gen_ai.conversation.id", span.context_id)
@@ -171,11 +175,7 @@ def is_genai_llm(attrs: dict[str, Any]) -> bool:
 
 def genai_attributes_to_span_fields(attrs: dict[str, Any]) -> SpanFields:
     """Read GenAI-convention (and ``kansoku.*``) attributes back into span and LLM-call fields."""
-    rest = dict(attrs)
-    out = SpanFields(llm={} if is_genai_llm(rest) else None, attributes=rest)
-    take_common(rest, out)
-    take_genai(rest, out)
-    return out
+    return attributes_to_span_fields(attrs, is_genai_llm, take_genai)
 
 
 def take_genai(rest: dict[str, Any], out: SpanFields) -> None:
@@ -187,10 +187,7 @@ def take_genai(rest: dict[str, Any], out: SpanFields) -> None:
     legacy_op = take_str(rest, "llm.request.type")
     out.set_llm("operation", take_str(rest, "gen_ai.operation.name"))
     out.set_llm("operation", _LEGACY_OPERATIONS.get(legacy_op or ""))
-    provider = take_str(rest, "gen_ai.provider.name")
-    if provider is None or rest.get("gen_ai.system") == provider:
-        provider = take_str(rest, "gen_ai.system") or provider
-    out.set_llm("provider", provider)
+    take_provider(rest, out, "gen_ai.provider.name", "gen_ai.system")
     request_model = take_str(rest, "gen_ai.request.model")
     out.set_llm("request_model", request_model)
     out.set_llm("model", take_str(rest, "gen_ai.response.model") or request_model)

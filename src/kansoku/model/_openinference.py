@@ -24,9 +24,13 @@ from kansoku.model._attrs import (
     take_number,
     take_str,
     take_str_list,
-    user_attributes,
 )
-from kansoku.model._common import common_attributes, llm_extra_attributes, take_common
+from kansoku.model._common import (
+    attributes_to_span_fields,
+    common_attributes,
+    llm_extra_attributes,
+    take_provider,
+)
 from kansoku.model._messages import from_openinference, to_openinference
 from kansoku.model._span import LLMCall, Span
 
@@ -43,8 +47,7 @@ _JSON = "application/json"
 
 def span_to_openinference_attributes(span: Span) -> dict[str, AttrValue]:
     """Span attributes in the OpenInference conventions (plus ``kansoku.*``)."""
-    attrs = user_attributes(span)
-    attrs.update(common_attributes(span))
+    attrs = common_attributes(span)
     put(attrs, "session.id", span.context_id)
     put(attrs, "llm.prompt_template.version", span.prompt_version)
     if span.tags:
@@ -115,11 +118,7 @@ def is_openinference_llm(attrs: dict[str, Any]) -> bool:
 
 def openinference_attributes_to_span_fields(attrs: dict[str, Any]) -> SpanFields:
     """Read OpenInference (and ``kansoku.*``) attributes back into span and LLM-call fields."""
-    rest = dict(attrs)
-    out = SpanFields(llm={} if is_openinference_llm(rest) else None, attributes=rest)
-    take_common(rest, out)
-    take_openinference(rest, out)
-    return out
+    return attributes_to_span_fields(attrs, is_openinference_llm, take_openinference)
 
 
 def take_openinference(rest: dict[str, Any], out: SpanFields) -> None:
@@ -136,10 +135,7 @@ def take_openinference(rest: dict[str, Any], out: SpanFields) -> None:
         return
     if is_openinference_llm(rest):
         out.set_llm("operation", _MODEL_KINDS[str(rest.pop("openinference.span.kind")).upper()])
-    provider = take_str(rest, "llm.provider")
-    if provider is None or rest.get("llm.system") == provider:
-        provider = take_str(rest, "llm.system") or provider
-    out.set_llm("provider", provider)
+    take_provider(rest, out, "llm.provider", "llm.system")
     models = [
         take_str(rest, k) for k in ("llm.response.model_name", "llm.model_name", "embedding.model_name")
     ]
