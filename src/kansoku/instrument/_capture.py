@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from kansoku.model import LLMCall, Span
 from kansoku.sdk._classify import classify_exception, error_message
 from kansoku.sdk._context import CALL_CONTEXT, CallContext
-from kansoku.sdk._state import submit
+from kansoku.sdk._state import HOLDER
 from kansoku.sdk._tracer import start_ids
 
 
@@ -92,7 +92,9 @@ class PendingCall:
         self.end_pc = time.perf_counter_ns()
         self.result = result
         self.error = error
-        submit(self)
+        sink = HOLDER.sink  # read directly: one call layer less on the caller's thread
+        if sink is not None:
+            sink.submit(self)
 
     def build(self) -> Span:
         ext = self.extractor
