@@ -1,0 +1,60 @@
+"""DuckDB schema: versioned migrations, applied when a store opens (idempotent)."""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+
+#: Column types of the ``spans`` table, in :data:`kansoku.store._rows.COLUMNS` order.
+SPAN_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+    ("project", "VARCHAR NOT NULL"), ("trace_id", "VARCHAR NOT NULL"), ("span_id", "VARCHAR NOT NULL"),
+    ("parent_span_id", "VARCHAR"), ("type", "VARCHAR NOT NULL"), ("name", "VARCHAR"), ("kind", "VARCHAR"),
+    ("start_ns", "BIGINT NOT NULL"), ("end_ns", "BIGINT NOT NULL"), ("latency_ms", "DOUBLE NOT NULL"),
+    ("status", "VARCHAR"), ("status_code", "INTEGER"), ("error_type", "VARCHAR"),
+    ("error_message", "VARCHAR"), ("service", "VARCHAR"), ("environment", "VARCHAR"), ("region", "VARCHAR"),
+    ("user_id", "VARCHAR"),
+    ("context_id", "VARCHAR"), ("prompt_id", "VARCHAR"), ("prompt_version", "VARCHAR"),
+    ("tags", "MAP(VARCHAR, VARCHAR)"), ("attributes", "JSON"), ("events", "JSON"), ("provider", "VARCHAR"),
+    ("operation", "VARCHAR"), ("model", "VARCHAR"), ("request_model", "VARCHAR"), ("temperature", "DOUBLE"),
+    ("parameters", "JSON"), ("input_text", "VARCHAR"), ("output_text", "VARCHAR"), ("input_messages", "JSON"),
+    ("output_messages", "JSON"), ("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"),
+    ("cached_input_tokens", "INTEGER"), ("reasoning_tokens", "INTEGER"), ("total_tokens", "INTEGER"),
+    ("usage_estimated", "BOOLEAN"), ("cost_usd", "DOUBLE"), ("ttft_ms", "DOUBLE"),
+    ("finish_reasons", "VARCHAR[]"), ("response_id", "VARCHAR"), ("stream", "BOOLEAN"),
+)  # fmt: skip
+
+_CREATE_SPANS = "CREATE TABLE IF NOT EXISTS spans (\n  {}\n)".format(
+    ",\n  ".join(f"{name} {ty}" for name, ty in SPAN_COLUMN_TYPES)
+)
+
+#: (version, statements). Append only: never edit a released migration.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, (_CREATE_SPANS,)),
+    # One trace by id: ~40 ms full scan at 1 M rows vs ~2 ms with this ART index (~15 % ingest cost).
+    (2, ("CREATE INDEX IF NOT EXISTS spans_trace_id ON spans (trace_id)",)),
+)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply the migrations not yet recorded in ``schema_migrations``; return the schema version."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL)"
+    )
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    current = int(row[0]) if row else 0
+    for version, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for sql in statements:
+                con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, time.time_ns()])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        current = version
+    return current

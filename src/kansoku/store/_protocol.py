@@ -1,0 +1,255 @@
+"""The backend-neutral store interface: the :class:`Store` protocol and its query values.
+
+Every query is scoped to one ``project`` (multi-tenant). Query values validate themselves when
+they are made: a bad parameter raises :class:`ValueError` whose message starts with the
+parameter's name (the query API turns it into a 400). Backends keep their SQL dialect to
+themselves and accept exactly these values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from kansoku.model import Span
+
+#: Sort keys of :class:`CallQuery` (closed set; backends map each to a column).
+SORT_FIELDS: tuple[str, ...] = ("timestamp", "latency_ms", "cost_usd", "total_tokens")
+#: Plain group-by keys of :class:`StatsQuery`; ``tag:<key>`` groups by one tag as well.
+GROUP_FIELDS: tuple[str, ...] = ("model", "provider", "prompt_id", "prompt_version", "user_id", "error_type")
+#: Record types a query may select; ``None`` means both.
+RECORD_TYPES: tuple[str, ...] = ("llm_call", "span")
+STATUSES: tuple[str, ...] = ("ok", "error", "unset")
+MAX_LIMIT = 1000
+MAX_STATS_ROWS = 10_000
+MAX_BUCKETS = 100_000
+_MAX_STR = 1000
+
+_STR_FILTERS = (
+    "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "text",
+)  # fmt: skip
+
+
+def _check_str(name: str, value: object, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value or len(value) > _MAX_STR:
+        raise ValueError(f"{name} must be a non-empty string of at most {_MAX_STR} characters")
+
+
+def _check_num(name: str, value: object, *, integer: bool = False) -> None:
+    if value is None:
+        return
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{name} must be a non-negative {'integer' if integer else 'number'}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Filters:
+    """What :class:`CallQuery` and :class:`StatsQuery` share: the project and the filters.
+
+    ``since_ns`` is inclusive, ``until_ns`` exclusive (span start time). ``text`` is a
+    case-insensitive substring of the input or output text. ``tags`` must all match.
+    ``record_type`` is ``"llm_call"`` (default), ``"span"`` or ``None`` for both.
+    """
+
+    project: str
+    user_id: str | None = None
+    context_id: str | None = None
+    prompt_id: str | None = None
+    prompt_version: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    error_type: str | None = None
+    status: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    since_ns: int | None = None
+    until_ns: int | None = None
+    text: str | None = None
+    min_latency_ms: float | None = None
+    min_tokens: int | None = None
+    min_cost: float | None = None
+    record_type: str | None = "llm_call"
+
+    def __post_init__(self) -> None:
+        _check_str("project", self.project, optional=False)
+        for name in _STR_FILTERS:
+            _check_str(name, getattr(self, name))
+        if self.status is not None and self.status not in STATUSES:
+            raise ValueError(f"status must be one of {list(STATUSES)}")
+        if self.record_type is not None and self.record_type not in RECORD_TYPES:
+            raise ValueError(f"record_type must be one of {list(RECORD_TYPES)} or None")
+        if not isinstance(self.tags, tuple):
+            raise ValueError("tags must be a tuple of (key, value) pairs")
+        for pair in self.tags:
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise ValueError("tags must be a tuple of (key, value) pairs")
+            _check_str("tags", pair[0])
+            if not isinstance(pair[1], str) or len(pair[1]) > _MAX_STR:
+                raise ValueError("tags values must be strings")
+        _check_num("since_ns", self.since_ns, integer=True)
+        _check_num("until_ns", self.until_ns, integer=True)
+        _check_num("min_latency_ms", self.min_latency_ms)
+        _check_num("min_tokens", self.min_tokens, integer=True)
+        _check_num("min_cost", self.min_cost)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallQuery(Filters):
+    """A page of spans (LLM calls by default), sorted, with keyset pagination.
+
+    ``sort`` is one of :data:`SORT_FIELDS`; ties are broken by ``span_id`` in the same
+    direction, and a missing cost or token count sorts last in both directions. ``cursor`` is
+    the opaque ``next_cursor`` of the previous :class:`Page` of the same query.
+    """
+
+    sort: str = "timestamp"
+    descending: bool = True
+    limit: int = 100
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sort not in SORT_FIELDS:
+            raise ValueError(f"sort must be one of {list(SORT_FIELDS)}")
+        if not isinstance(self.descending, bool):
+            raise ValueError("descending must be a boolean")
+        if (
+            isinstance(self.limit, bool)
+            or not isinstance(self.limit, int)
+            or not 1 <= self.limit <= MAX_LIMIT
+        ):
+            raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+        if self.cursor is not None:
+            self.after()  # validates
+
+    def after(self) -> tuple[int | float, str] | None:
+        """The (sort key, span_id) the cursor points after, or ``None`` on the first page."""
+        if self.cursor is None:
+            return None
+        try:
+            raw = orjson.loads(base64.urlsafe_b64decode(self.cursor.encode("ascii")))
+        except (ValueError, binascii.Error, UnicodeEncodeError):
+            raise ValueError("cursor is not a cursor returned by this query") from None
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 4
+            or raw[0] != self.sort
+            or raw[1] != self.descending
+            or isinstance(raw[2], bool)
+            or not isinstance(raw[2], int | float)
+            or not isinstance(raw[3], str)
+        ):
+            raise ValueError("cursor is not a cursor returned by this query (same sort and order)")
+        return raw[2], raw[3]
+
+    def make_cursor(self, key: int | float, span_id: str) -> str:
+        """Encode the position after the row with this sort key and span id."""
+        raw = orjson.dumps([self.sort, self.descending, key, span_id])
+        return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsQuery(Filters):
+    """Aggregates grouped by one key, optionally per time bucket of ``bucket_s`` seconds.
+
+    ``group_by`` is one of :data:`GROUP_FIELDS`, ``tag:<key>``, or ``None`` for one group.
+    """
+
+    group_by: str | None = None
+    bucket_s: int | None = None
+    limit: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.group_by is not None and self.group_by not in GROUP_FIELDS:
+            if not (isinstance(self.group_by, str) and self.group_by.startswith("tag:")):
+                raise ValueError(f"group_by must be one of {list(GROUP_FIELDS)} or 'tag:<key>'")
+            _check_str("group_by", self.group_by[4:])
+        if self.bucket_s is not None:
+            if isinstance(self.bucket_s, bool) or not isinstance(self.bucket_s, int) or self.bucket_s <= 0:
+                raise ValueError("bucket_s must be a positive integer (seconds)")
+            if self.since_ns is None or self.until_ns is None:
+                raise ValueError("bucket_s needs since_ns and until_ns")
+            if (self.until_ns - self.since_ns) // (self.bucket_s * 1_000_000_000) > MAX_BUCKETS:
+                raise ValueError(f"bucket_s is too small: more than {MAX_BUCKETS} buckets")
+        if (
+            isinstance(self.limit, bool)
+            or not isinstance(self.limit, int)
+            or not 1 <= self.limit <= MAX_STATS_ROWS
+        ):
+            raise ValueError(f"limit must be an integer from 1 to {MAX_STATS_ROWS}")
+
+    @property
+    def tag_key(self) -> str | None:
+        """The tag key when grouping by ``tag:<key>``."""
+        return self.group_by[4:] if self.group_by is not None and self.group_by.startswith("tag:") else None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of results; ``next_cursor`` is ``None`` on the last page."""
+
+    items: list[Span]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRow:
+    """Aggregates of one group (and one time bucket when bucketed). ``None`` means no data."""
+
+    group: str | None
+    bucket_start_ns: int | None
+    count: int
+    errors: int
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+    latency_p50: float | None = None
+    latency_p95: float | None = None
+    latency_p99: float | None = None
+    ttft_p50: float | None = None
+    ttft_p95: float | None = None
+    ttft_p99: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    tokens_p50: float | None = None
+    tokens_p95: float | None = None
+    cost_usd: float | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where the collector writes spans and the query layer reads them."""
+
+    def write(self, spans: Sequence[Span], project: str = "default") -> int:
+        """Store a batch idempotently on (project, span_id); return the number of new rows."""
+        ...
+
+    def query_calls(self, q: CallQuery) -> Page: ...
+
+    def get_trace(self, project: str, trace_id: str) -> list[Span]:
+        """Every span of one trace, in start-time order."""
+        ...
+
+    def get_session(self, project: str, context_id: str) -> list[Span]:
+        """Every span of one session / conversation, in start-time order."""
+        ...
+
+    def stats(self, q: StatsQuery) -> list[StatsRow]: ...
+
+    def apply_retention(self, now_ns: int) -> int:
+        """Delete what is older than the retention period; return the number of rows deleted."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def check_id(name: str, value: Any) -> str:
+    """Validate a project / trace / context id argument (the API's path parameters)."""
+    _check_str(name, value, optional=False)
+    return str(value)

@@ -1,0 +1,445 @@
+"""The store contract, run against every backend (``store`` is parametrized; ClickHouse joins later)."""
+
+# mypy: allow-untyped-defs, allow-incomplete-defs, allow-untyped-calls
+# mypy: disable-error-code="union-attr,operator,misc,type-arg"
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+
+import pytest
+
+from kansoku.model import LLMCall, Span, SpanEvent
+from kansoku.store import CallQuery, DuckDBStore, StatsQuery, Store
+
+T0 = 1_700_000_000_000_000_000
+SEC = 1_000_000_000
+DAY = 86_400 * SEC
+MODELS = ("gpt-4o-mini", "gpt-4o", "claude-sonnet-4")
+DEPARTMENTS = ("support", "sales", "eng")
+ERRORS = ("rate_limit", "timeout", "server_error")
+
+
+@pytest.fixture(params=["duckdb"])
+def store(request, tmp_path):
+    if request.param == "duckdb":
+        s: Store = DuckDBStore(str(tmp_path / "kansoku.duckdb"))
+    yield s
+    s.close()
+
+
+def _ids(rng: random.Random) -> tuple[str, str]:
+    return f"{rng.getrandbits(128):032x}", f"{rng.getrandbits(64):016x}"
+
+
+def make_calls(n: int, seed: int = 7, t0: int = T0, step: int = SEC) -> list[Span]:
+    """Varied LLM calls, one per ``step``; every 10th is an error without output or counts."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        trace_id, span_id = _ids(rng)
+        start = t0 + i * step
+        err = i % 10 == 3
+        model = MODELS[i % 3]
+        llm = LLMCall(
+            provider="anthropic" if model.startswith("claude") else "openai",
+            model=model,
+            request_model=model,
+            temperature=None if i % 4 == 0 else 0.5,
+            parameters={"max_tokens": 100 + i},
+            input_messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": f"Question {i}"},
+            ],
+            output_messages=None if err else [{"role": "assistant", "content": f"Answer {i} about Refunds"}],
+            input_tokens=10 + i,
+            output_tokens=None if err else 5 + i % 7,
+            cached_input_tokens=None if i % 2 else 4,
+            total_tokens=None if err else 15 + i + i % 7,
+            cost_usd=None if i % 5 == 4 else round(0.001 * (i % 13), 6),
+            ttft_ms=None if err else float(20 + i % 17),
+            finish_reasons=None if err else ["stop"],
+            response_id=f"resp-{i}",
+            stream=i % 2 == 0,
+            usage_estimated=i % 9 == 0,
+        )
+        out.append(
+            Span(
+                trace_id=trace_id,
+                span_id=span_id,
+                name=f"chat {model}",
+                start_ns=start,
+                end_ns=start + (100 + (i * 37) % 900) * 1_000_000,
+                kind="client",
+                status="error" if err else "ok",
+                status_code=429 if err else 200,
+                error_type=ERRORS[i % 3] if err else None,
+                error_message="boom" if err else None,
+                service="bot",
+                environment="prod",
+                region=None,
+                user_id=f"u-{i % 5}",
+                context_id=f"conv-{i % 4}",
+                prompt_id="answer" if i % 2 else "summarize",
+                prompt_version=f"v{i % 3}",
+                tags={"department": DEPARTMENTS[i % 3], "feature": "search"},
+                attributes={"http.route": "/chat", "n": i, "nested": {"a": [1, None]}},
+                events=[SpanEvent("first_token", start + 1000, {"i": i})] if i % 2 else [],
+                llm=llm,
+            )
+        )
+    return out
+
+
+def calls(store: Store, **kw) -> list[Span]:
+    """Every span of a query, walking all pages."""
+    items: list[Span] = []
+    cursor = None
+    while True:
+        page = store.query_calls(CallQuery(cursor=cursor, **kw))
+        items += page.items
+        if page.next_cursor is None:
+            return items
+        cursor = page.next_cursor
+
+
+def test_round_trip_preserves_every_field(store):
+    spans = make_calls(30)
+    rng = random.Random(1)
+    trace_id, root_id = _ids(rng)
+    root = Span(trace_id=trace_id, span_id=root_id, name="handle", start_ns=T0, end_ns=T0 + 5 * SEC)
+    explicit = dataclasses.replace(spans[0], span_id="00000000000000aa")
+    assert spans[0].llm is not None
+    explicit.llm = dataclasses.replace(
+        spans[0].llm, input_text="typed by hand", output_text=None, output_messages=None
+    )
+    bare = dataclasses.replace(spans[1], span_id="00000000000000bb", tags={}, attributes={}, events=[])
+    bare.llm = LLMCall(provider="openai")
+    batch = [*spans, root, explicit, bare]
+    assert store.write(batch, project="p") == len(batch)
+    got = {s.span_id: s for s in calls(store, project="p", record_type=None, limit=7)}
+    assert len(got) == len(batch)
+    for s in batch:
+        assert got[s.span_id] == s
+        assert got[s.span_id].to_record() == s.to_record()
+    assert got["00000000000000bb"].llm.input_tokens is None
+    assert got[root_id].llm is None
+
+
+def test_each_filter(store):
+    spans = make_calls(60)
+    store.write(spans, project="p")
+
+    def ids(**kw):
+        return {s.span_id for s in calls(store, project="p", **kw)}
+
+    def expect(pred):
+        return {s.span_id for s in spans if pred(s)}
+
+    assert ids() == expect(lambda s: True)
+    assert ids(user_id="u-2") == expect(lambda s: s.user_id == "u-2")
+    assert ids(context_id="conv-1") == expect(lambda s: s.context_id == "conv-1")
+    assert ids(prompt_id="answer") == expect(lambda s: s.prompt_id == "answer")
+    assert ids(prompt_version="v2") == expect(lambda s: s.prompt_version == "v2")
+    assert ids(model="gpt-4o") == expect(lambda s: s.llm.model == "gpt-4o")
+    assert ids(provider="anthropic") == expect(lambda s: s.llm.provider == "anthropic")
+    assert ids(error_type="timeout") == expect(lambda s: s.error_type == "timeout")
+    assert ids(status="error") == expect(lambda s: s.status == "error")
+    assert ids(tags=(("department", "sales"),)) == expect(lambda s: s.tags["department"] == "sales")
+    assert ids(tags=(("department", "sales"), ("feature", "search"))) == expect(
+        lambda s: s.tags["department"] == "sales"
+    )
+    assert ids(tags=(("missing", "x"),)) == set()
+    assert ids(since_ns=T0 + 10 * SEC, until_ns=T0 + 20 * SEC) == expect(
+        lambda s: T0 + 10 * SEC <= s.start_ns < T0 + 20 * SEC
+    )
+    assert ids(min_latency_ms=500) == expect(lambda s: s.latency_ms >= 500)
+    assert ids(min_tokens=50) == expect(lambda s: (s.llm.total_tokens or -1) >= 50)
+    assert ids(min_cost=0.005) == expect(lambda s: (s.llm.cost_usd or -1) >= 0.005)
+    assert ids(user_id="u-1", model="gpt-4o", status="ok") == expect(
+        lambda s: s.user_id == "u-1" and s.llm.model == "gpt-4o" and s.status == "ok"
+    )
+
+
+def test_text_search_is_case_insensitive_substring(store):
+    spans = make_calls(30)
+    store.write(spans, project="p")
+    assert {s.span_id for s in calls(store, project="p", text="answer 1")} == {
+        s.span_id for s in spans if s.llm.output_messages and "Answer 1" in s.llm.text_out()
+    }
+    assert len(calls(store, project="p", text="qUESTION 2")) == 11  # 2, 20..29
+    assert len(calls(store, project="p", text="refunds")) == 27
+    assert calls(store, project="p", text="100%") == []
+    assert calls(store, project="p", text="_") == []
+
+
+@pytest.mark.parametrize("sort", ["timestamp", "latency_ms", "cost_usd", "total_tokens"])
+@pytest.mark.parametrize("descending", [True, False])
+def test_pagination_walks_every_row_once_in_order(store, sort, descending):
+    # Equal timestamps: three spans per start time.
+    spans = []
+    for k in range(3):
+        spans += make_calls(40, seed=k, step=SEC)
+    store.write(spans, project="p")
+    got = calls(store, project="p", sort=sort, descending=descending, limit=7)
+    assert len(got) == len(spans)
+    assert len({s.span_id for s in got}) == len(spans)
+
+    def key(s):
+        value = {
+            "timestamp": s.start_ns,
+            "latency_ms": (s.end_ns - s.start_ns) / 1e6,
+            "cost_usd": s.llm.cost_usd,
+            "total_tokens": s.llm.total_tokens,
+        }[sort]
+        missing = value is None
+        value = 0 if missing else value
+        return (missing, -value if descending else value)
+
+    keys = [key(s) for s in got]
+    assert keys == sorted(keys)
+    for a, b in itertools.pairwise(got):  # ties broken by span_id in the same direction
+        if key(a) == key(b):
+            assert (a.span_id > b.span_id) if descending else (a.span_id < b.span_id)
+
+
+def test_cursor_from_another_sort_is_rejected(store):
+    store.write(make_calls(10), project="p")
+    page = store.query_calls(CallQuery(project="p", limit=3))
+    with pytest.raises(ValueError, match=r"^cursor"):
+        CallQuery(project="p", sort="latency_ms", cursor=page.next_cursor)
+    with pytest.raises(ValueError, match=r"^cursor"):
+        CallQuery(project="p", cursor="not a cursor!")
+
+
+def test_trace_and_session(store):
+    rng = random.Random(3)
+    trace_id, root_id = _ids(rng)
+    children = make_calls(6, seed=11)
+    for i, c in enumerate(children):
+        c.trace_id, c.parent_span_id, c.context_id = trace_id, root_id, "conv-x"
+        c.start_ns = c.end_ns = T0 + (6 - i) * SEC  # written out of order
+    root = Span(
+        trace_id=trace_id, span_id=root_id, name="root", start_ns=T0, end_ns=T0 + 9 * SEC, context_id="conv-x"
+    )
+    store.write([*children, root, *make_calls(20, seed=12)], project="p")
+    trace = store.get_trace("p", trace_id)
+    assert [s.span_id for s in trace] == [root_id] + [c.span_id for c in reversed(children)]
+    session = store.get_session("p", "conv-x")
+    assert [s.start_ns for s in session] == sorted(s.start_ns for s in session)
+    assert len(session) == 7
+    assert store.get_trace("other", trace_id) == []
+    assert store.get_session("p", "nope") == []
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    v = sorted(values)
+    pos = (len(v) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+@pytest.mark.parametrize("group_by", ["model", "error_type", "tag:department"])
+def test_stats_grouped_and_bucketed(store, group_by):
+    spans = make_calls(300, step=SEC)
+    store.write(spans, project="p")
+    bucket = 60
+    rows = store.stats(
+        StatsQuery(project="p", group_by=group_by, bucket_s=bucket, since_ns=T0, until_ns=T0 + 300 * SEC)
+    )
+
+    def group_of(s):
+        if group_by == "model":
+            return s.llm.model
+        if group_by == "error_type":
+            return s.error_type
+        return s.tags["department"]
+
+    expected: dict[tuple, list[Span]] = {}
+    for s in spans:
+        b = s.start_ns // (bucket * SEC) * (bucket * SEC)
+        expected.setdefault((group_of(s), b), []).append(s)
+    assert {(r.group, r.bucket_start_ns) for r in rows} == set(expected)
+    for r in rows:
+        members = expected[(r.group, r.bucket_start_ns)]
+        assert r.count == len(members)
+        assert r.errors == sum(s.is_error for s in members)
+        want_types: dict[str, int] = {}
+        for s in members:
+            if s.error_type:
+                want_types[s.error_type] = want_types.get(s.error_type, 0) + 1
+        assert r.errors_by_type == want_types
+        lat = [s.latency_ms for s in members]
+        for q, got in ((0.5, r.latency_p50), (0.95, r.latency_p95), (0.99, r.latency_p99)):
+            assert got == pytest.approx(_quantile(lat, q), rel=0.02)
+        ttft = [s.llm.ttft_ms for s in members if s.llm.ttft_ms is not None]
+        if ttft:
+            assert r.ttft_p95 == pytest.approx(_quantile(ttft, 0.95), rel=0.02)
+        else:
+            assert r.ttft_p50 is None
+        tokens = [s.llm.total_tokens for s in members if s.llm.total_tokens is not None]
+        if tokens:
+            assert r.tokens_p50 == pytest.approx(_quantile(tokens, 0.5), rel=0.02)
+            assert r.tokens_p95 == pytest.approx(_quantile(tokens, 0.95), rel=0.02)
+        assert r.input_tokens == sum(s.llm.input_tokens for s in members)
+        outs = [s.llm.output_tokens for s in members if s.llm.output_tokens is not None]
+        assert r.output_tokens == (sum(outs) if outs else None)
+        costs = [s.llm.cost_usd for s in members if s.llm.cost_usd is not None]
+        assert r.cost_usd == (pytest.approx(sum(costs)) if costs else None)
+
+
+def test_stats_overall_and_filtered(store):
+    spans = make_calls(90)
+    store.write(spans, project="p")
+    (row,) = store.stats(StatsQuery(project="p"))
+    assert (row.group, row.bucket_start_ns, row.count) == (None, None, 90)
+    rows = store.stats(StatsQuery(project="p", group_by="user_id", model="gpt-4o"))
+    assert sum(r.count for r in rows) == 30
+    assert {r.group for r in rows} == {s.user_id for s in spans if s.llm.model == "gpt-4o"}
+
+
+def test_projects_are_isolated(store):
+    a, b = make_calls(20, seed=1), make_calls(20, seed=2)
+    store.write(a, project="A")
+    store.write(b, project="B")
+    assert {s.span_id for s in calls(store, project="B")} == {s.span_id for s in b}
+    assert store.get_trace("B", a[0].trace_id) == []
+    assert store.get_session("B", "conv-1") != []
+    assert {s.span_id for s in store.get_session("B", "conv-1")} <= {s.span_id for s in b}
+    assert sum(r.count for r in store.stats(StatsQuery(project="B"))) == 20
+    assert calls(store, project="C") == []
+    # The same span id in two projects is two rows.
+    assert store.write(a[:5], project="B") == 5
+
+
+def test_replaying_a_batch_does_not_duplicate(store):
+    spans = make_calls(50)
+    assert store.write(spans, project="p") == 50
+    assert store.write(spans, project="p") == 0
+    assert store.write(spans[10:30] + make_calls(5, seed=99, t0=T0 + 1000 * SEC), project="p") == 5
+    assert store.write([spans[0], spans[0]], project="p") == 0
+    fresh = make_calls(3, seed=5, t0=T0 + 2000 * SEC)
+    assert store.write([fresh[0], fresh[0], fresh[1]], project="p") == 2
+    assert len(calls(store, project="p")) == 57
+
+
+def test_retention(tmp_path):
+    store = DuckDBStore(str(tmp_path / "r.duckdb"), retention_days=2)
+    try:
+        store.write(make_calls(10, t0=T0, step=DAY // 2), project="p")  # spans over 4.5 days
+        now = T0 + 5 * DAY
+        assert store.apply_retention(now) == 6  # older than T0 + 3 days
+        left = calls(store, project="p")
+        assert len(left) == 4
+        assert min(s.start_ns for s in left) >= now - 2 * DAY
+        assert store.apply_retention(now) == 0
+    finally:
+        store.close()
+    keep = DuckDBStore(":memory:", retention_days=None)
+    keep.write(make_calls(3), project="p")
+    assert keep.apply_retention(T0 + 1000 * DAY) == 0
+    keep.close()
+
+
+def test_reopen_keeps_data_and_migrations_are_idempotent(tmp_path):
+    path = str(tmp_path / "k.duckdb")
+    with DuckDBStore(path) as s:
+        s.write(make_calls(5), project="p")
+        version = s.schema_version
+    with DuckDBStore(path) as s:
+        assert s.schema_version == version >= 1
+        assert len(calls(s, project="p")) == 5
+
+
+INJECTIONS = (
+    "' OR 1=1 --",
+    '"; DROP TABLE spans; --',
+    "x') OR ('1'='1",
+    "%",
+    "\\",
+    "'; DELETE FROM spans; --",
+    "$p0",
+    "] OR 1=1 --",
+)
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_sql_injection_payloads_find_nothing(store, payload):
+    store.write(make_calls(20, seed=1), project="victim")
+    store.write(make_calls(5, seed=2), project="p")
+    for name in (
+        "user_id",
+        "context_id",
+        "prompt_id",
+        "prompt_version",
+        "model",
+        "provider",
+        "error_type",
+        "text",
+    ):
+        assert store.query_calls(CallQuery(project="p", **{name: payload})).items == [], name
+        assert store.stats(StatsQuery(project="p", **{name: payload})) == [], name
+    assert store.query_calls(CallQuery(project=payload)).items == []
+    assert store.query_calls(CallQuery(project="p", tags=((payload, "x"),))).items == []
+    assert store.query_calls(CallQuery(project="p", tags=(("department", payload),))).items == []
+    rows = store.stats(StatsQuery(project="p", group_by=f"tag:{payload}"))
+    assert [(r.group, r.count) for r in rows] == [(None, 5)]
+    assert store.get_trace(payload, payload) == []
+    assert store.get_trace("p", payload) == []
+    assert store.get_session("p", payload) == []
+    with pytest.raises(ValueError, match=r"^status"):
+        CallQuery(project="p", status=payload)
+    with pytest.raises(ValueError, match=r"^sort"):
+        CallQuery(project="p", sort=payload)
+    with pytest.raises(ValueError, match=r"^group_by"):
+        StatsQuery(project="p", group_by=payload)
+    assert len(calls(store, project="victim")) == 20
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"sort": "span_id"}, "sort"),
+        ({"sort": "start_ns; DROP TABLE spans"}, "sort"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"project": ""}, "project"),
+        ({"since_ns": -1}, "since_ns"),
+        ({"min_tokens": 1.5}, "min_tokens"),
+        ({"tags": (("k",),)}, "tags"),
+        ({"record_type": "row"}, "record_type"),
+    ],
+)
+def test_bad_call_query_names_the_parameter(kwargs, param):
+    with pytest.raises(ValueError, match=rf"^{param}"):
+        CallQuery(**{"project": "p", **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"group_by": "latency_ms"}, "group_by"),
+        ({"group_by": "model, project"}, "group_by"),
+        ({"group_by": "tag:"}, "group_by"),
+        ({"bucket_s": 0}, "bucket_s"),
+        ({"bucket_s": 60}, "bucket_s"),  # needs a time range
+        ({"bucket_s": 1, "since_ns": 0, "until_ns": 10 * DAY}, "bucket_s"),
+        ({"limit": 0}, "limit"),
+    ],
+)
+def test_bad_stats_query_names_the_parameter(kwargs, param):
+    with pytest.raises(ValueError, match=rf"^{param}"):
+        StatsQuery(**{"project": "p", **kwargs})
+
+
+def test_store_validates_ids_and_project(store):
+    with pytest.raises(ValueError, match=r"^project"):
+        store.write(make_calls(1), project="")
+    with pytest.raises(ValueError, match=r"^trace_id"):
+        store.get_trace("p", "")
+    assert store.write([], project="p") == 0
+    assert isinstance(store, Store)
