@@ -457,6 +457,120 @@ def test_redact_never_raises_on_arbitrary_text(text: str) -> None:
     Redactor(mode="hash", hash_key=KEY).redact(text)
 
 
+# --- fast paths: the pre-checks never drop a finding; equal strings are scanned once -------
+
+
+def _ungated_findings(text: str) -> list[Finding]:
+    """Every detector on every text, without the redactor's pre-checks (the reference)."""
+    from kansoku.redact import _ip, _pii, _secrets
+    from kansoku.redact._redactor import resolve
+    from kansoku.redact._text import TextView
+
+    view, every = TextView(text), frozenset(ENTITIES)
+    out: list[tuple[int, int, str]] = []
+    _secrets.detect_api_keys(view, out)
+    _secrets.detect_bearer(view, out)
+    _pii.detect_email(view, out)
+    _pii.detect_letter_ids(view, out, every)
+    _pii.detect_numeric(view, out, every)
+    _ip.detect_ipv4(view, out)
+    _ip.detect_ipv6(view, out)
+    return [Finding(entity, start, end) for start, end, entity in resolve(out)]
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        # No digit, '@', ':' or '=' in any of these: only the long-run / word pre-checks let them in.
+        pytest.param("send it with Bearer AbcdefGhijklmnopQrst now", "BEARER_TOKEN", id="bare-bearer"),
+        pytest.param(
+            "the key AIza" + "Sy" + "AbcdefghijKlmnopqrstUvwxyzAbcde" + "fgh", "API_KEY", id="google"
+        ),
+        pytest.param("creds AKIA" + "ABCDEFGHIJKLMNOP", "API_KEY", id="aws-letters-only"),
+        pytest.param("gh token ghp_" + "AbcdefghijKlmnopqrstUvwxyzAbcdefghij", "API_KEY", id="github"),
+        pytest.param("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG", "API_KEY", id="pem"),
+        pytest.param("slack xoxb-AbcdefGhijklMnop", "API_KEY", id="slack"),
+        # Short strings: the shortest of each kind.
+        pytest.param("a@b.io", "EMAIL", id="short-email"),
+        pytest.param("1.1.1.1", "IP_ADDRESS", id="short-ipv4"),
+        pytest.param("token=Ab1cD2", "API_KEY", id="short-assignment"),
+        pytest.param("fe80::1ff:fe23:4567:890a", "IP_ADDRESS", id="ipv6"),
+    ],
+)
+def test_pre_checks_let_every_shape_through(text: str, entity: str) -> None:
+    found = REDACTOR.findings(text)
+    assert [f.entity for f in found] == [entity]
+    assert found == _ungated_findings(text)
+
+
+_PIECES = [
+    "1", "12", "415", "555", "0132", "4111", "+", "+1", "(", ")", " ", "-", ".", "::", ":", "=", "@",
+    "'", '"', "_", "\t", "\n", "a", "Z", "AB", "GB82", "key", "api_key", "secret", "token", "password",
+    "Bearer ", "Authorization: ", "sk-proj-", "sk_live_", "ghp_", "xoxb-", "AIza", "eyJ", "AKIA",
+    "-----BEGIN RSA PRIVATE KEY-----", "https://", "taro", "example.com", "Ab12Cd34Ef56Gh78Ij90",
+    "ABCDEFGHIJKLMNOPQRST", "fe80", "192.168.0.1", "\uff10", "\uff11", "\u30fc", "\u0130", "\u96fb\u8a71",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(
+        st.sampled_from(_PIECES) | st.text(max_size=6) | st.integers(0, 10**16).map(str), max_size=30
+    )
+)
+def test_pre_checks_never_change_what_is_found(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert REDACTOR.findings(text) == _ungated_findings(text)
+
+
+def test_pre_checks_agree_with_every_detector_on_the_corpus() -> None:
+    for text in [s.text for s in CORPUS[::3]] + NEGATIVES[::3]:
+        assert REDACTOR.findings(text) == _ungated_findings(text), text
+
+
+class _Counting:
+    """A redactor that counts what it is asked to scan."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def redact(self, text: str) -> str:
+        self.calls[text] += 1
+        return REDACTOR.redact(text)
+
+
+def _copy(text: str) -> str:
+    return "".join(list(text))  # an equal string that is another object
+
+
+def test_equal_strings_are_scanned_once_per_span_and_again_in_the_next() -> None:
+    prompt = f"please call {PHONE} or mail {EMAIL}"
+    span = _span()
+    assert span.llm is not None
+    span.llm.input_messages = [
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": _copy(prompt)},
+    ]
+    counting = _Counting()
+    out = redact_span(span, counting)
+    assert counting.calls[prompt] == 1
+    assert out.llm is not None
+    assert out.llm.input_messages is not None
+    first, _, again = out.llm.input_messages
+    assert first["content"] == again["content"] == "please call [PHONE] or mail [EMAIL]"
+    redact_span(span, counting)  # nothing is kept from one span to the next
+    assert counting.calls[prompt] == 2
+
+
+def test_equal_clean_strings_leave_the_span_unchanged() -> None:
+    text = "what is the capital of France, and of Japan?"
+    span = Span("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "step", 1, 2)
+    span.attributes = {"q": text, "again": _copy(text), "list": [_copy(text), 3]}
+    assert redact_span(span, REDACTOR) is span
+    assert redact_span(span, _Counting()) is span
+
+
 # --- Presidio ---------------------------------------------------------------------------
 
 

@@ -90,36 +90,73 @@ class MessagesExtractor:
             llm.reasoning_tokens = thinking
 
     def stream(self, chunks: list[tuple[int, Any]], start_pc: int, llm: LLMCall) -> None:
-        texts: list[str] = []
+        if chunks and not isinstance(chunks[0][1], dict):
+            # The SDK's typed events: plain attribute access for the text deltas (nearly every
+            # event). If an event lacks an attribute the generic reader runs from the start; what
+            # this loop wrote to ``llm`` by then (from the same events) it writes again, alike.
+            try:
+                texts, ttft = self._typed_deltas(chunks, llm)
+            except (AttributeError, TypeError):
+                pass
+            else:
+                if ttft is not None and llm.ttft_ms is None:
+                    llm.ttft_ms = round((ttft - start_pc) / 1e6, 3)
+                self._output(llm, "".join(texts) if texts else None, [])
+                return
+        texts = []
         for t, event in chunks:
             kind = g(event, "type")
-            if kind == "message_start":
-                message = g(event, "message")
-                llm.model = g(message, "model")
-                llm.response_id = g(message, "id")
-                self._usage(g(message, "usage"), llm)
-            elif kind == "content_block_delta":
-                delta = g(event, "delta")
-                text = g(delta, "text")
+            if kind == "content_block_delta":
+                text = g(g(event, "delta"), "text")
                 if text:
                     if llm.ttft_ms is None:
                         llm.ttft_ms = round((t - start_pc) / 1e6, 3)
                     texts.append(text)
-            elif kind == "message_delta":
-                reason = g(g(event, "delta"), "stop_reason")
-                if reason:
-                    llm.finish_reasons = [str(reason)]
-                usage = g(event, "usage")
-                if _int(g(usage, "input_tokens")) is not None:
-                    self._usage(usage, llm)
-                else:
-                    out = _int(g(usage, "output_tokens"))
-                    if out is not None:
-                        llm.output_tokens = out
-                    thinking = _int(g(g(usage, "output_tokens_details"), "thinking_tokens"))
-                    if thinking is not None:
-                        llm.reasoning_tokens = thinking
+            else:
+                self._event(kind, event, llm)
         self._output(llm, "".join(texts) if texts else None, [])
+
+    def _typed_deltas(self, chunks: list[tuple[int, Any]], llm: LLMCall) -> tuple[list[str], int | None]:
+        """The text of the content deltas and the arrival time of the first; other events go to
+        :meth:`_event` in order."""
+        texts: list[str] = []
+        append = texts.append
+        ttft: int | None = None
+        for t, event in chunks:
+            kind = event.type
+            if kind == "content_block_delta":
+                delta = event.delta
+                # Only text deltas have text (tool input, thinking and signatures do not).
+                text = delta.text if delta.type == "text_delta" else getattr(delta, "text", None)
+                if text:
+                    if ttft is None:
+                        ttft = t
+                    append(text)
+            elif kind in {"message_start", "message_delta"}:
+                self._event(kind, event, llm)
+        return texts, ttft
+
+    def _event(self, kind: Any, event: Any, llm: LLMCall) -> None:
+        """``message_start`` (model, id, input usage) and ``message_delta`` (stop reason, usage)."""
+        if kind == "message_start":
+            message = g(event, "message")
+            llm.model = g(message, "model")
+            llm.response_id = g(message, "id")
+            self._usage(g(message, "usage"), llm)
+        elif kind == "message_delta":
+            reason = g(g(event, "delta"), "stop_reason")
+            if reason:
+                llm.finish_reasons = [str(reason)]
+            usage = g(event, "usage")
+            if _int(g(usage, "input_tokens")) is not None:
+                self._usage(usage, llm)
+            else:
+                out = _int(g(usage, "output_tokens"))
+                if out is not None:
+                    llm.output_tokens = out
+                thinking = _int(g(g(usage, "output_tokens_details"), "thinking_tokens"))
+                if thinking is not None:
+                    llm.reasoning_tokens = thinking
 
 
 _EXTRACTOR = MessagesExtractor()

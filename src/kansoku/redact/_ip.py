@@ -21,8 +21,10 @@ def detect_ipv4(view: TextView, out: Out) -> None:
     if view.digits < 4 or "." not in view.text:
         return
     text = view.text
-    for m in _IPV4_TAIL.finditer(text):
-        dot = m.start()
+    m = _IPV4_TAIL.search(text)
+    while m is not None:
+        dot, end = m.span()
+        m = _IPV4_TAIL.search(text, end)
         start = dot
         while start > dot - 3 and start > 0 and "0" <= text[start - 1] <= "9":
             start -= 1
@@ -30,8 +32,8 @@ def detect_ipv4(view: TextView, out: Out) -> None:
             start > 0 and text[start - 1].isascii() and (text[start - 1].isalnum() or text[start - 1] in "_.")
         ):
             continue
-        if ipv4_valid(text[start : m.end()]):
-            out.append((start, m.end(), "IP_ADDRESS"))
+        if ipv4_valid(text[start:end]):
+            out.append((start, end, "IP_ADDRESS"))
 
 
 # --- IPv6: compressed forms are found around each '::', full forms from their colons.

@@ -10,6 +10,7 @@ windows, which is what keeps a prompt full of ordinary numbers cheap.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from kansoku.redact._text import TextView
 from kansoku.redact._validators import (
@@ -20,7 +21,6 @@ from kansoku.redact._validators import (
     iban_valid,
     jp_phone_valid,
     my_number_valid,
-    nanp_valid,
     nino_valid,
     ssn_valid,
 )
@@ -34,22 +34,26 @@ _LOCAL_REVERSED = re.compile(r"[A-Za-z0-9._%+-]{1,64}")
 
 def detect_email(view: TextView, out: Out) -> None:
     text = view.text
-    if "@" not in text:
-        return
-    for m in _EMAIL_DOMAIN.finditer(text):
-        at = m.start()
-        # The local part is read backwards from the '@': one match on the reversed window.
-        local = _LOCAL_REVERSED.match(text[max(0, at - 64) : at][::-1])
-        if local is None:
+    at = text.find("@")
+    while at >= 0:
+        m = _EMAIL_DOMAIN.match(text, at)
+        if m is None:
+            at = text.find("@", at + 1)
             continue
-        start = at - local.end()
-        while start < at and text[start] == ".":
-            start += 1
-        if _url_password(text, start):
-            continue  # scheme://user:secret@host is a credential (API_KEY), not an address
-        domain = m.group(1).rstrip(".-")
-        if email_valid(text[start:at], domain):
-            out.append((start, at + 1 + len(domain), "EMAIL"))
+        # The local part is read backwards from the '@': one match on the reversed window.
+        local = _LOCAL_REVERSED.match(text[at - 64 if at > 64 else 0 : at][::-1])
+        if local is not None:
+            start = at - local.end()
+            while text[start] == ".":  # stops at the latest at the '@'
+                start += 1
+            # scheme://user:secret@host is a credential (API_KEY), not an address
+            if not (text[start - 1 : start] == ":" and _url_password(text, start)):
+                domain = m.group(1)
+                if domain[-1] in ".-":
+                    domain = domain.rstrip(".-")
+                if email_valid(text[start:at], domain):
+                    out.append((start, at + 1 + len(domain), "EMAIL"))
+        at = text.find("@", m.end())
 
 
 def _url_password(text: str, start: int) -> bool:
@@ -61,9 +65,14 @@ def _url_password(text: str, start: int) -> bool:
 
 # --- numeric clusters (runs of digits and the separators numbers are written with)
 # and what lives in them. IP addresses are found in _ip.py, from their dots and colons.
-# The look-behind makes a scan fail at once inside a digit run; the cheap character class
-# (no nested group) keeps the scan itself fast, and digits are counted afterwards.
-_CLUSTER = re.compile(r"[0-9(+](?<![0-9].)[0-9 ().+\-]{7,}")
+# A cluster is found from its first eight digits: on the byte-class map (every digit is b"0",
+# a literal the engine skips to quickly) for ASCII text, on the text itself otherwise. The match
+# runs from the first digit to the end of the run of number characters; a '(' or '+' in front
+# of that digit is added afterwards. The look-behind (after the literal, so the engine can still
+# skip to it) tries each group of digits once, from its first digit, instead of from every digit.
+_CLUSTER_CLASSES = re.compile(rb"0(?<!00)(?:[ ().+\-]*+0){7}[0 ().+\-]*+")
+_CLUSTER_TEXT = re.compile(r"[0-9](?<![0-9][0-9])(?:[ ().+\-]*+[0-9]){7}[0-9 ().+\-]*+")
+_CLUSTER_LEAD = frozenset(" ().+-")
 _DIGIT_RUN = re.compile(r"[0-9]+")
 _SSN = re.compile(r"(?<![0-9A-Za-z_\-])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![0-9A-Za-z_]|-[0-9])")
 _E164 = re.compile(r"(?<![0-9A-Za-z_+])\+[0-9][0-9 ().\-]*[0-9]")
@@ -86,9 +95,16 @@ _LAYOUTS.update({(4, 4, 4, n): "CARD" for n in (1, 2, 3)})
 _LAYOUTS.update({(4, 4, 4, 4, n): "CARD" for n in (1, 2, 3)})
 
 
+# Every ASCII byte but the digits, deleted by bytes.translate (one C call for the whole match).
+_NON_DIGIT_BYTES = bytes(c for c in range(128) if not 0x30 <= c <= 0x39)
+
+
 def _digits(text: str, start: int, end: int) -> str:
     # Matches only ever hold ASCII digits (the expressions say [0-9]), so isdigit is exact here.
-    return "".join(filter(str.isdigit, text[start:end]))
+    part = text[start:end]
+    if part.isascii():
+        return part.encode("ascii").translate(None, _NON_DIGIT_BYTES).decode("ascii")
+    return "".join(filter(str.isdigit, part))
 
 
 def _isolated(text: str, start: int, end: int) -> bool:
@@ -158,52 +174,110 @@ def _card_at(
     return 1
 
 
-def _e164(text: str, cs: int, ce: int, out: Out) -> None:
-    for m in _E164.finditer(text, cs, ce):
-        total, best = 0, -1
-        for run in _DIGIT_RUN.finditer(text, m.start(), m.end()):
-            total += run.end() - run.start()
-            if total > 15:
-                break
-            if total >= 8:
-                best = run.end()
-        if best > 0 and e164_valid(_digits(text, m.start(), best)):
-            out.append((m.start(), best, "PHONE"))
+def _e164(text: str, classes: bytes | None, cs: int, ce: int, out: Out) -> None:
+    """International numbers in ``text[cs:ce]``; ``classes`` is the class map of an ASCII text."""
+    # search() in a loop rather than finditer(): most windows hold one match, and a scanner
+    # object costs as much as the search itself.
+    m = _E164.search(text, cs, ce)
+    while m is not None:
+        start, end = m.span()
+        count = classes.count(b"0", start, end) if classes is not None else 16
+        if count <= 15:
+            # e164_valid without building the digit string: 8-15 digits, the first (right
+            # after the '+') not 0.
+            if count >= 8 and text[start + 1] != "0":
+                out.append((start, end, "PHONE"))
+            # A '+' and eight digits at least: nothing shorter is worth a search.
+            m = _E164.search(text, end, ce) if ce - end >= 9 else None
+            continue
+        digits = _digits(text, start, end)
+        if len(digits) > 15:
+            # Only the first 15 digits can be the number: end after the last run that fits.
+            total, end = 0, -1
+            for run in _DIGIT_RUN.finditer(text, start, m.end()):
+                total += run.end() - run.start()
+                if total > 15:
+                    break
+                if total >= 8:
+                    end = run.end()
+            digits = _digits(text, start, end) if end > 0 else ""
+        if digits and e164_valid(digits):
+            out.append((start, end, "PHONE"))
+        m = _E164.search(text, m.end(), ce)
+
+
+def _phones(text: str, cs: int, ce: int, out: Out) -> None:
+    m = _PHONE.search(text, cs, ce)
+    while m is not None:
+        start, end = m.span()
+        # The nanp branch spells out what nanp_valid checks (10 digits after an optional 1, area
+        # code and exchange starting 2-9), so only Japanese numbers need their digits read.
+        if m.lastgroup == "nanp" or jp_phone_valid(_digits(text, start, end)):
+            out.append((start, end, "PHONE"))
+        # No number these expressions accept is shorter than ten characters.
+        m = _PHONE.search(text, end, ce) if ce - end >= 10 else None
+
+
+def _cluster_heads(view: TextView) -> Iterator[tuple[int, int]]:
+    """``(first digit, end)`` of each cluster, from the class map when offsets allow."""
+    if view.ascii:
+        classes = view.classes
+        found = _CLUSTER_CLASSES.search(classes)
+        while found is not None:
+            yield found.span()
+            found = _CLUSTER_CLASSES.search(classes, found.end())
+    else:
+        for match in _CLUSTER_TEXT.finditer(view.text):
+            yield match.span()
 
 
 def detect_numeric(view: TextView, out: Out, wanted: frozenset[str]) -> None:
-    """PHONE, CREDIT_CARD and NATIONAL_ID (SSN, My Number) from numeric clusters."""
+    """PHONE, CREDIT_CARD and NATIONAL_ID (SSN, My Number) from numeric clusters.
+
+    A cluster is a run of digits, spaces and ``( ) . + -`` holding eight digits or more; it
+    starts at its first digit, '(' or '+' and ends where the number characters stop.
+    """
     if view.digits < 8:
         return
     text = view.text
     limit = len(text)
     phones, cards, ids = "PHONE" in wanted, "CREDIT_CARD" in wanted, "NATIONAL_ID" in wanted
-    ssn_shape = ids and b"000-00-0000" in view.classes
-    for cluster in _CLUSTER.finditer(text):
-        cs, ce = cluster.span()
-        count = view.digits_in(cs, ce)
-        if count < 8:
-            continue
-        body = cluster.group()
+    ascii_view = view.ascii
+    classes = view.classes
+    ssn_shape: bool | None = None  # for non-ASCII text: the whole text, checked once
+    for first, ce in _cluster_heads(view):
+        # Walk back over the separators in front of the first digit; the cluster starts at the
+        # first '(' or '+' among them.
+        cs = i = first
+        while i > 0 and text[i - 1] in _CLUSTER_LEAD:
+            i -= 1
+            if text[i] in "(+":
+                cs = i
+        count = classes.count(b"0", cs, ce) if ascii_view else view.digits_in(cs, ce)
         # One character past the cluster lets the trailing look-aheads see what follows it;
         # every expression below ends on a digit, so none can consume that character.
-        we = min(limit, ce + 1)
+        we = ce + 1 if ce < limit else limit
         if phones:
-            if "+" in body:
-                _e164(text, cs, we, out)
+            if text.find("+", cs, ce) >= 0:
+                _e164(text, classes if ascii_view else None, cs, we, out)
             if count >= 10:
-                for m in _PHONE.finditer(text, cs, we):
-                    valid = nanp_valid if m.lastgroup == "nanp" else jp_phone_valid
-                    if valid(_digits(text, *m.span())):
-                        out.append((m.start(), m.end(), "PHONE"))
-        if ssn_shape and count >= 9 and "-" in body:
-            out.extend(
-                (m.start(), m.end(), "NATIONAL_ID")
-                for m in _SSN.finditer(text, cs, we)
-                if ssn_valid(*m.groups())
-            )
+                _phones(text, cs, we, out)
+        if ids and count >= 9 and text.find("-", cs, ce) >= 0:
+            # The SSN shape, looked for in this cluster when offsets allow, else once in the text.
+            if ascii_view:
+                shaped = classes.find(b"000-00-0000", cs, ce) >= 0
+            else:
+                if ssn_shape is None:
+                    ssn_shape = b"000-00-0000" in classes
+                shaped = ssn_shape
+            if shaped:
+                out.extend(
+                    (m.start(), m.end(), "NATIONAL_ID")
+                    for m in _SSN.finditer(text, cs, we)
+                    if ssn_valid(*m.groups())
+                )
         # A '+' cluster of up to 15 digits is a phone number, never a card or an id.
-        if (cards or ids) and count >= 12 and (count > 15 or body[0] != "+"):
+        if (cards or ids) and count >= 12 and (count > 15 or text[cs] != "+"):
             found: Out = []
             _card_like(text, [r.span() for r in _DIGIT_RUN.finditer(text, cs, ce)], found)
             out.extend(f for f in found if (cards if f[2] == "CREDIT_CARD" else ids))
@@ -215,6 +289,9 @@ _NINO = re.compile(
     r"[A-CEGHJ-PR-TW-Z](?<![A-Za-z0-9_][A-Z])[A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]"
     r"(?![A-Za-z0-9_])"
 )
+
+
+_LETTER_GATE = re.compile(rb"AA ?00")
 
 
 def _iban_end(text: str, start: int, end: int) -> int:
@@ -245,9 +322,10 @@ def _iban_starts(view: TextView) -> list[int]:
 
 def detect_letter_ids(view: TextView, out: Out, wanted: frozenset[str]) -> None:
     """IBAN and UK NINO; both begin with two capitals followed by digits."""
-    if view.digits < 6:
-        return
     classes = view.classes
+    # One pass for both shapes (a literal-led expression); most texts stop here.
+    if _LETTER_GATE.search(classes) is None or view.digits < 6:
+        return
     compact = b"AA00" in classes
     spaced = b"AA 00" in classes
     if not (compact or spaced):

@@ -14,12 +14,13 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from kansoku.redact._ip import detect_ipv4, detect_ipv6
 from kansoku.redact._pii import detect_email, detect_letter_ids, detect_numeric
 from kansoku.redact._secrets import detect_api_keys, detect_bearer
-from kansoku.redact._text import TextView
+from kansoku.redact._text import _CLASS_TABLE, _RUN_NEEDLE, _TOKEN_TABLE, TextView
 
 #: Built-in entity names, in tie-break order (earlier wins when two findings are equally long:
 #: a JWT after "Bearer" is reported as the bearer token it is used as).
@@ -30,6 +31,8 @@ _PRIORITY = {name: rank for rank, name in enumerate(ENTITIES, start=1)}
 # No built-in entity fits in fewer characters ("a@b.io", "1.1.1.1"); roles, finish reasons and
 # other short strings in a span skip the scan entirely.
 _SHORTEST = 6
+# A dotted quad on the byte-class map (digits are b"0"): the gate of the IPv4 detector.
+_IPV4_SHAPE = re.compile(rb"0\.0{1,3}\.0{1,3}\.0")
 _ENTITY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _NO_KEY = (
     "mode='hash' needs a secret key: pass hash_key=... (bytes or str, for example read from the "
@@ -176,8 +179,16 @@ class Redactor:
         spans, folded = self._scan(text)
         if not spans:
             return text
+        if self._key is None:  # mask mode: the token depends on the entity alone
+            parts: list[str] = []
+            last = 0
+            for start, end, entity in spans:
+                parts += (text[last:start], "[" + entity + "]")
+                last = end
+            parts.append(text[last:])
+            return "".join(parts)
         # Hash full-width and ASCII spellings of a value alike: tokens come from the folded text.
-        return replace_spans(text, folded if self._key is not None else text, spans, self.token)
+        return replace_spans(text, folded, spans, self.token)
 
     __call__ = redact
 
@@ -196,23 +207,61 @@ class Redactor:
                 start, end = m.span("value") if "value" in pattern.groupindex else m.span()
                 if end > start:
                     out.append((start, end, name))
-        if len(text) < _SHORTEST:
-            return resolve(out), text
-        view = TextView(text)
-        if self._api:
+        size = len(text)
+        if size < _SHORTEST or (size < 20 and text.isalpha()):
+            # Every built-in finding needs a digit, '@', ':', '=', a space or 20 characters.
+            return (resolve(out) if out else out), text
+        # What each detector needs is decided here from a few memchr-speed facts, so that a
+        # string that cannot hold anything (most of a span's strings) costs well under a
+        # microsecond and never builds a TextView.
+        view: TextView | None = None
+        if text.isascii():
+            classes = text.encode("ascii").translate(_CLASS_TABLE)
+        else:
+            view = TextView(text)
+            text, classes = view.text, view.classes
+        # Six digits or more for an IBAN or a NINO, eight for the numeric entities, four in a
+        # dotted-quad shape for an IPv4 address, at least one and a ':' for IPv6.
+        digits = classes.count(b"0") if b"0" in classes else 0
+        dotted = digits >= 4 and _IPV4_SHAPE.search(classes) is not None
+        at = "@" in text
+        colon = ":" in text
+        assigns = colon or "=" in text
+        if size < 15:
+            # No key, token or header fits: only an address, an assignment or digits.
+            if not (at or assigns or digits >= 6 or dotted):
+                return (resolve(out) if out else out), text
+        elif not (digits or at or assigns) and view is None and not _may_hold_plain(text):
+            return (resolve(out) if out else out), text
+        if view is None:
+            view = TextView(text, classes, digits)
+        if self._api and (size >= 15 or assigns):
             detect_api_keys(view, out)
-        if self._bearer:
+        if self._bearer and size >= 15:
             detect_bearer(view, out)
-        if self._email:
+        if at and self._email:
             detect_email(view, out)
-        if self._letters:
+        if digits >= 6 and self._letters:
             detect_letter_ids(view, out, self._wanted)
-        if self._numeric:
+        if digits >= 8 and self._numeric:
             detect_numeric(view, out, self._wanted)
-        if self._ip:
-            detect_ipv4(view, out)
-            detect_ipv6(view, out)
-        return resolve(out), view.text
+        if self._ip and digits:
+            if dotted:
+                detect_ipv4(view, out)
+            if colon:
+                detect_ipv6(view, out)
+        return (resolve(out) if out else out), text
+
+
+def _may_hold_plain(text: str) -> bool:
+    """Whether an ASCII text without digits, '@', ':' or '=' could still hold a finding.
+
+    What is left is a provider key (a run of 15+ key characters), a PEM block or a bare
+    "Bearer <token>"; the rarest character of a word is looked for (memchr) before the word.
+    """
+    if "earer" in text or ("R" in text and "EARER" in text) or ("-" in text and "-----BEGIN" in text):
+        return True
+    return _RUN_NEEDLE in text.encode("ascii").translate(_TOKEN_TABLE)
 
 
 def replace_spans(
@@ -233,17 +282,62 @@ def resolve(found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
     """Keep the longest of overlapping findings (ties: custom, then :data:`ENTITIES` order)."""
     if len(found) <= 1:
         return found
-    found.sort(key=lambda f: (f[0] - f[1], _PRIORITY.get(f[2], 0), f[0]))
-    starts: list[int] = []
+    # By position; stable, so findings on the very same span keep the order they were found in
+    # (which settles ties between equally ranked entities, as it always has).
+    found.sort(key=_SPAN)
+    # Findings that overlap nothing are kept as they are; each group of overlapping ones (a
+    # phone number inside an international one, say) is settled on its own, which gives the
+    # same answer as settling them all at once since no two groups touch.
     kept: list[tuple[int, int, str]] = []
-    for item in found:
+    prev = found[0]
+    group: list[tuple[int, int, str]] | None = None
+    group_end = prev[1]
+    for item in found[1:]:
+        if item[0] < group_end:
+            if group is None:
+                group = [prev]
+            group.append(item)
+            group_end = max(group_end, item[1])
+            continue
+        if group is None:
+            kept.append(prev)
+        else:
+            _settle(group, kept)
+            group = None
+        prev = item
+        group_end = item[1]
+    if group is None:
+        kept.append(prev)
+    else:
+        _settle(group, kept)
+    return kept
+
+
+_SPAN = itemgetter(0, 1)
+
+
+def _rank(finding: tuple[int, int, str]) -> tuple[int, int, int]:
+    """Longest first; on a tie the higher-priority entity, then the earlier start."""
+    return finding[0] - finding[1], _PRIORITY.get(finding[2], 0), finding[0]
+
+
+def _settle(group: list[tuple[int, int, str]], kept: list[tuple[int, int, str]]) -> None:
+    """Add the longest-first choice among ``group`` (findings that overlap) to ``kept``, in order."""
+    if len(group) == 2:  # the best of two overlapping findings; the first on a full tie
+        a, b = group
+        kept.append(b if _rank(b) < _rank(a) else a)
+        return
+    group.sort(key=_rank)
+    starts: list[int] = []
+    chosen: list[tuple[int, int, str]] = []
+    for item in group:
         start, end, _ = item
         i = bisect_right(starts, start)
-        if (i > 0 and kept[i - 1][1] > start) or (i < len(kept) and kept[i][0] < end):
+        if (i > 0 and chosen[i - 1][1] > start) or (i < len(chosen) and chosen[i][0] < end):
             continue
         starts.insert(i, start)
-        kept.insert(i, item)
-    return kept
+        chosen.insert(i, item)
+    kept.extend(chosen)
 
 
 def _normalise(entity: str, value: str) -> str:

@@ -65,28 +65,64 @@ def detect_api_keys(view: TextView, out: Out) -> None:
     """Provider keys, JWTs, PEM private keys, passwords in URLs and assignments, as ``API_KEY``."""
     text = view.text
     if view.has_long_token:
-        # Single-character checks (memchr) first: most prose has no '_' and few '-'.
-        if "-" in text:
-            if "sk-" in text:
-                for m in _OPENAI_ANTHROPIC.finditer(text):
-                    # Real keys mix case or digits; "risk-assessment-framework" does not.
-                    if mixed_key_body(m.group(1)):
-                        out.append((m.start(), m.end(), "API_KEY"))
-            _prefixed(text, _DASH_PREFIXED, out)
-        if "_" in text:
-            _prefixed(text, _UNDERSCORE_PREFIXED, out)
-        _prefixed(text, _OTHER_PREFIXED, out)
-        if "eyJ" in text:
+        runs = view.token_runs()
+        if runs is None:
+            _prefixed_text(text, out)
+        else:
+            # Every provider key is one run of letters, digits, '_' and '-' (boundaries included:
+            # the expressions' look-behinds still see the text before the run), so each run is
+            # checked on its own, and prose with no long run costs nothing here.
+            for start, end in runs:
+                _prefixed_run(text, start, end, out)
+        # Single-character checks (memchr) first: 'J' is rare in prose.
+        if "J" in text and "eyJ" in text:
             _jwts(text, out)
-        if b"AAAA" in view.classes:
-            out.extend((m.start(), m.end(), "API_KEY") for m in _AWS.finditer(text))
     # Outside the long-token gate: a clipped key block may have less than 20 characters of body.
-    if "-----BEGIN" in text:
+    if "-" in text and "-----BEGIN" in text:
         _private_keys(text, out)
-    if "@" in text and "://" in text:
+    colon = ":" in text
+    if colon and "@" in text and "://" in text:
         out.extend((m.start(1), m.end(1), "API_KEY") for m in _URL_PASSWORD.finditer(text))
-    if ":" in text or "=" in text:
+    if colon or "=" in text:
         _assignments(view, out)
+
+
+def _prefixed_run(text: str, start: int, end: int, out: Out) -> None:
+    """Provider keys inside the run ``text[start:end]`` (at least 15 characters long)."""
+    run = text[start:end]
+    if end - start >= 20:
+        if "sk-" in run:
+            for m in _OPENAI_ANTHROPIC.finditer(text, start, end):
+                # Real keys mix case or digits; "risk-assessment-framework" does not.
+                if mixed_key_body(m.group(1)):
+                    out.append((m.start(), m.end(), "API_KEY"))
+        if "_" in run:
+            if "_live_" in run or "_test_" in run:
+                out.extend((m.start(), m.end(), "API_KEY") for m in _STRIPE.finditer(text, start, end))
+            if "gh" in run or "github_pat_" in run:
+                out.extend((m.start(), m.end(), "API_KEY") for m in _GITHUB.finditer(text, start, end))
+        if "AIza" in run:
+            out.extend((m.start(), m.end(), "API_KEY") for m in _GOOGLE.finditer(text, start, end))
+        if "KIA" in run or "SIA" in run:
+            out.extend((m.start(), m.end(), "API_KEY") for m in _AWS.finditer(text, start, end))
+    # Slack tokens are shorter; they count once the text has a long run somewhere.
+    if "xox" in run:
+        out.extend((m.start(), m.end(), "API_KEY") for m in _SLACK.finditer(text, start, end))
+
+
+def _prefixed_text(text: str, out: Out) -> None:
+    """The provider keys of :func:`_prefixed_run`, searched for over the whole text."""
+    if "-" in text:
+        if "sk-" in text:
+            for m in _OPENAI_ANTHROPIC.finditer(text):
+                if mixed_key_body(m.group(1)):
+                    out.append((m.start(), m.end(), "API_KEY"))
+        _prefixed(text, _DASH_PREFIXED, out)
+    if "_" in text:
+        _prefixed(text, _UNDERSCORE_PREFIXED, out)
+    _prefixed(text, _OTHER_PREFIXED, out)
+    if "KIA" in text or "SIA" in text:
+        out.extend((m.start(), m.end(), "API_KEY") for m in _AWS.finditer(text))
 
 
 def _prefixed(text: str, table: tuple[tuple[str, re.Pattern[str]], ...], out: Out) -> None:
@@ -124,15 +160,62 @@ def _private_keys(text: str, out: Out) -> None:
         pos = stop
 
 
+# The last character of each anchor word ("key", "secret", "token", "passwd", "password").
+_ANCHOR_LAST = frozenset("ytndYTND")
+# Up to this many ':' and '=' the assignments are found from their operators; beyond it (code,
+# JSON) from the anchor words, with one search per word.
+_MAX_OPERATORS = 16
+
+
 def _assignments(view: TextView, out: Out) -> None:
     """``api_key=...``, ``"apiKey": "..."``, ``password: ...``: the value becomes ``API_KEY``."""
-    low = view.lower
     text = view.text
-    for anchor in _ANCHORS:
-        pos = low.find(anchor)
-        while pos >= 0:
-            _assignment_at(text, low, anchor, pos, out)
-            pos = low.find(anchor, pos + len(anchor))
+    ends = _operator_ends(text)
+    if ends is None:
+        low = view.lower
+        for anchor in _ANCHORS:
+            pos = low.find(anchor)
+            while pos >= 0:
+                _assignment_at(text, low, anchor, pos, out)
+                pos = low.find(anchor, pos + len(anchor))
+        return
+    if not ends:
+        return
+    low = view.lower
+    for end in ends:
+        # Which anchor word (if any) ends right where the operator's left side begins.
+        if low.endswith("key", 0, end):
+            _assignment_at(text, low, "key", end - 3, out)
+        elif low.endswith("secret", 0, end):
+            _assignment_at(text, low, "secret", end - 6, out)
+        elif low.endswith("token", 0, end):
+            _assignment_at(text, low, "token", end - 5, out)
+        elif low.endswith("password", 0, end):
+            _assignment_at(text, low, "passw", end - 8, out)
+        elif low.endswith("passwd", 0, end):
+            _assignment_at(text, low, "passw", end - 6, out)
+
+
+def _operator_ends(text: str) -> list[int] | None:
+    """Where an anchor word would end for each ':' / '=' (before an optional quote and blanks),
+    kept only when the character there can end an anchor; ``None`` when there are too many."""
+    ends: list[int] = []
+    seen = 0
+    for op in ":=":
+        q = text.find(op)
+        while q >= 0:
+            seen += 1
+            if seen > _MAX_OPERATORS:
+                return None
+            end = q
+            while end > 0 and text[end - 1] in " \t":
+                end -= 1
+            if end > 0 and text[end - 1] in "\"'":
+                end -= 1
+            if end > 0 and text[end - 1] in _ANCHOR_LAST:
+                ends.append(end)
+            q = text.find(op, q + 1)
+    return ends
 
 
 def _assignment_at(text: str, low: str, anchor: str, pos: int, out: Out) -> None:
@@ -160,12 +243,13 @@ def _assignment_at(text: str, low: str, anchor: str, pos: int, out: Out) -> None
 def detect_bearer(view: TextView, out: Out) -> None:
     """``Bearer <token>`` anywhere, and the credential of any ``Authorization`` header."""
     text = view.text
-    if ":" in text or "=" in text:
-        low = view.lower
-        bearer, header = "bearer" in low, "authoriz" in low
-    else:
-        # Without ':' or '=' there is no header; a bare "Bearer <token>" still counts.
-        bearer, header = "earer" in text or "EARER" in text, False
+    # The expressions spell the words Bearer/bearer/BEARER and [Aa]uthorization/[Aa]UTHORIZATION;
+    # a rare letter is looked for first (memchr) before the word itself.
+    bearer = "earer" in text or ("R" in text and "EARER" in text)
+    # Without ':' or '=' there is no header; a bare "Bearer <token>" still counts.
+    header = (":" in text or "=" in text) and (
+        ("z" in text and "uthoriz" in text) or ("Z" in text and "UTHORIZ" in text)
+    )
     if bearer:
         for m in _BEARER.finditer(text):
             if _bearer_ok(m.group(1), has_scheme=False) and looks_like_credential(m.group(1)):

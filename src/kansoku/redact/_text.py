@@ -44,16 +44,25 @@ _TOKEN_TABLE = bytes(
     for c in range(256)
 )
 _LONG_TOKEN = b"x" * 20
+# Slack tokens may be as short as 15 characters; they are looked for only in runs this long.
+_RUN_MIN = 15
+_RUN_NEEDLE = b"x" * _RUN_MIN
+#: Above this many runs (a table of hashes, say) the key detectors search the whole text.
+MAX_RUNS = 12
 
 
 class TextView:
     """A text prepared for scanning: ``text`` (folded), ``classes`` (byte-class map), ``digits``."""
 
-    __slots__ = ("_long", "_lower", "_raw", "ascii", "classes", "digits", "text")
+    __slots__ = ("_digits", "_long", "_lower", "_raw", "_runs", "ascii", "classes", "text")
 
-    def __init__(self, original: str) -> None:
+    def __init__(self, original: str, classes: bytes | None = None, digits: int = -1) -> None:
+        """``classes`` (and its count of ``b"0"``, ``digits``) may be passed for an ASCII
+        ``original`` whose class map the caller has already made."""
         text = original
-        if text.isascii():
+        if classes is not None:
+            raw = text.encode("ascii")
+        elif text.isascii():
             raw = text.encode("ascii")
             classes = raw.translate(_CLASS_TABLE)
         else:
@@ -75,17 +84,58 @@ class TextView:
         #: Byte offsets in ``classes`` are character offsets in ``text`` only when this is true.
         self.ascii = len(raw) == len(text)
         self.classes = classes
-        self.digits = self.classes.count(b"0") if b"0" in self.classes else 0
         self._raw = raw
+        self._digits = digits
         self._lower: str | None = None
+        self._runs: list[tuple[int, int]] | None = None
         self._long: bool | None = None
+
+    @property
+    def digits(self) -> int:
+        """How many ASCII digits the text holds (counted on first use)."""
+        if self._digits < 0:
+            self._digits = self.classes.count(b"0")
+        return self._digits
+
+    def token_runs(self) -> list[tuple[int, int]] | None:
+        """``(start, end)`` of every maximal run of letters, digits, '_' and '-' at least 15 long;
+        ``None`` for a non-ASCII text or more than :data:`MAX_RUNS` runs (search the whole text)."""
+        if self._long is None:
+            self._scan_runs()
+        return self._runs
 
     @property
     def has_long_token(self) -> bool:
         """Whether some run of letters, digits, '_' and '-' is at least 20 characters long."""
         if self._long is None:
-            self._long = _LONG_TOKEN in self._raw.translate(_TOKEN_TABLE)
-        return self._long
+            self._scan_runs()
+        return bool(self._long)
+
+    def _scan_runs(self) -> None:
+        self._long, self._runs = False, []
+        if len(self._raw) < _RUN_MIN:
+            return
+        tokens = self._raw.translate(_TOKEN_TABLE)
+        pos = tokens.find(_RUN_NEEDLE)
+        if pos < 0:
+            return
+        self._long = _LONG_TOKEN in tokens
+        if not self.ascii:  # byte offsets are not character offsets: search the whole text
+            self._runs = None
+            return
+        runs: list[tuple[int, int]] = []
+        # Searching on from the space that ended the last run, the first hit is always the
+        # start of the next run.
+        while pos >= 0:
+            if len(runs) == MAX_RUNS:  # a table of hashes, a blob: not worth a list
+                self._runs = None
+                return
+            end = tokens.find(b" ", pos + _RUN_MIN)
+            if end < 0:
+                end = len(tokens)
+            runs.append((pos, end))
+            pos = tokens.find(_RUN_NEEDLE, end)
+        self._runs = runs
 
     def digits_in(self, start: int, end: int) -> int:
         """How many ASCII digits ``text[start:end]`` holds."""

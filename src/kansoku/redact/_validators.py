@@ -122,11 +122,19 @@ def email_valid(local: str, domain: str) -> bool:
     """Local part without edge or doubled dots; a domain whose last label is alphabetic."""
     if not local or local[0] == "." or local[-1] == "." or ".." in local or len(local) > 64:
         return False
-    labels = domain.split(".")
-    if len(labels) < 2:
+    dot = domain.rfind(".")
+    if dot < 0:
         return False
-    tld = labels[-1]
-    return tld.isalpha() and len(tld) >= 2 and all(lb and lb[0] != "-" and lb[-1] != "-" for lb in labels)
+    tld = domain[dot + 1 :]
+    # No empty label and no label that starts or ends with '-', checked on the whole domain.
+    return (
+        tld.isalpha()
+        and len(tld) >= 2
+        and domain[0] not in ".-"
+        and ".." not in domain
+        and ".-" not in domain
+        and "-." not in domain
+    )
 
 
 def e164_valid(digits: str) -> bool:
