@@ -13,8 +13,6 @@ dead processes are replayed even when fewer processes run than before.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import struct
@@ -22,6 +20,7 @@ import threading
 import zlib
 from pathlib import Path
 
+from kansoku._fsutil import fsync_dir, lock_dir, unlock
 from kansoku.errors import SpoolCorruptError
 
 log = logging.getLogger("kansoku.spool")
@@ -61,7 +60,7 @@ class Spool:
         for other in sorted(root.glob("slot-*")):
             if other == self.path or not other.is_dir():
                 continue
-            fd = _try_lock(other)
+            fd = lock_dir(other)
             if fd is None:
                 continue  # a live process owns it
             try:
@@ -77,10 +76,10 @@ class Spool:
                     self._seqs.append(seq)
                     self._sizes[seq] = target.stat().st_size
                 if found:
-                    _fsync_dir(self.path)
-                    _fsync_dir(other)
+                    fsync_dir(self.path)
+                    fsync_dir(other)
             finally:
-                _unlock(fd)
+                unlock(fd)
 
     def __len__(self) -> int:
         with self._lock:
@@ -110,7 +109,7 @@ class Spool:
                 fh.flush()
                 os.fsync(fh.fileno())
             tmp.replace(final)
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         except OSError:
             log.warning("kansoku spool write failed in %s", self.path, exc_info=True)
             tmp.unlink(missing_ok=True)
@@ -151,7 +150,7 @@ class Spool:
         self._remove(seq)
 
     def close(self) -> None:
-        _unlock(self._lock_fd)
+        unlock(self._lock_fd)
 
     def _file(self, seq: int) -> Path:
         with self._lock:
@@ -204,35 +203,11 @@ def _items_of(path: Path | None) -> int:
     return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else 1
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _unlock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def _take_slot(root: Path) -> tuple[Path, int]:
     for slot in range(_MAX_SLOTS):
         path = root / f"slot-{slot:02d}"
         path.mkdir(exist_ok=True)
-        fd = _try_lock(path)
+        fd = lock_dir(path)
         if fd is not None:
             return path, fd
     raise OSError(f"all {_MAX_SLOTS} spool slots under {root} are in use")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

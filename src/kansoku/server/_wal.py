@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Condition, Lock
 
+from kansoku._fsutil import fsync_dir, lock_dir, unlock
 from kansoku.clock import SYSTEM_CLOCK, Clock
 from kansoku.errors import KansokuError
 from kansoku.server import _wal_format as fmt
@@ -111,7 +112,7 @@ class WriteAheadLog:
         self._appended = self._fsyncs = self._bytes = self._rejected = 0
         self._corrupt = self._skipped = self._truncated = 0
         self.directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = fmt.lock_dir(self.directory)
+        lock_fd = lock_dir(self.directory)
         if lock_fd is None:
             raise WALError(f"write-ahead log {self.directory} is in use by another process or instance")
         self._lock_fd = lock_fd
@@ -122,7 +123,7 @@ class WriteAheadLog:
                 self._corrupt += 1
             rec = fmt.recover(self.directory, ckpt or 0)
         except BaseException:
-            fmt.unlock(lock_fd)
+            unlock(lock_fd)
             raise
         self._checkpoint = self._applied = ckpt or 0
         self._segments = rec.segments
@@ -218,7 +219,7 @@ class WriteAheadLog:
     def _roll(self, first_seq: int) -> None:
         path = self.directory / fmt.segment_name(first_seq)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        fmt.fsync_dir(self.directory)
+        fsync_dir(self.directory)
         old, self._fd, self._seg_size = self._fd, fd, 0
         if old is not None:
             os.close(old)
@@ -309,7 +310,7 @@ class WriteAheadLog:
             os.close(self._fd)
             self._fd = None
         if self._lock_fd >= 0:
-            fmt.unlock(self._lock_fd)
+            unlock(self._lock_fd)
             self._lock_fd = -1
 
     def __enter__(self) -> WriteAheadLog:

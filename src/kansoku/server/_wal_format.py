@@ -16,8 +16,6 @@ the header's zero bytes would be escaped.)
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import struct
@@ -25,6 +23,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kansoku._fsutil import fsync_dir
 
 log = logging.getLogger("kansoku.wal")
 
@@ -230,29 +230,4 @@ def truncate(path: Path, size: int) -> None:
         os.ftruncate(fd, size)
         os.fsync(fd)
     finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def lock_dir(path: Path) -> int | None:
-    """An exclusive ``flock`` on ``path/.lock`` (released by the kernel if the process dies), or ``None``."""
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def unlock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
