@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kansoku.instrument._capture import AsyncStreamProxy, PendingCall, StreamProxy, g
+from kansoku.instrument._capture import AsyncStreamProxy, PendingCall, StreamProxy, as_int, common_params, g
 from kansoku.instrument._messages import content_text, normalise
 from kansoku.instrument._openai_extract import unwrap
 from kansoku.instrument._patch import patch
@@ -13,10 +13,6 @@ from kansoku.instrument._wrap import _begin, wrap_async, wrap_sync
 from kansoku.model import LLMCall
 
 _PARAMS = ("max_tokens", "top_p", "top_k", "stop_sequences", "service_tier")
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class MessagesExtractor:
@@ -35,15 +31,10 @@ class MessagesExtractor:
             value = kwargs.get(name)
             if isinstance(value, str | int | float | list) and not isinstance(value, bool):
                 llm.parameters[name] = value
-        temp = kwargs.get("temperature")
-        if isinstance(temp, int | float) and not isinstance(temp, bool):
-            llm.temperature = float(temp)
+        common_params(kwargs, llm)
         thinking = kwargs.get("thinking")
         if isinstance(thinking, dict) and thinking.get("budget_tokens"):
             llm.parameters["thinking_budget_tokens"] = thinking["budget_tokens"]
-        tools = kwargs.get("tools")
-        if isinstance(tools, list | tuple) and tools:
-            llm.parameters["tools"] = len(tools)
 
     def response(self, result: Any, llm: LLMCall) -> None:
         body = unwrap(result)
@@ -76,16 +67,16 @@ class MessagesExtractor:
             return
         # Anthropic reports cache reads and writes beside input_tokens; kansoku's input_tokens
         # includes them (as OpenAI's and the GenAI conventions' do), cached_input_tokens = reads.
-        base = _int(g(usage, "input_tokens"))
-        read = _int(g(usage, "cache_read_input_tokens"))
-        write = _int(g(usage, "cache_creation_input_tokens"))
+        base = as_int(g(usage, "input_tokens"))
+        read = as_int(g(usage, "cache_read_input_tokens"))
+        write = as_int(g(usage, "cache_creation_input_tokens"))
         if base is not None:
             llm.input_tokens = base + (read or 0) + (write or 0)
             llm.cached_input_tokens = read
-        out = _int(g(usage, "output_tokens"))
+        out = as_int(g(usage, "output_tokens"))
         if out is not None:
             llm.output_tokens = out
-        thinking = _int(g(g(usage, "output_tokens_details"), "thinking_tokens"))
+        thinking = as_int(g(g(usage, "output_tokens_details"), "thinking_tokens"))
         if thinking is not None:
             llm.reasoning_tokens = thinking
 
@@ -147,16 +138,8 @@ class MessagesExtractor:
             reason = g(g(event, "delta"), "stop_reason")
             if reason:
                 llm.finish_reasons = [str(reason)]
-            usage = g(event, "usage")
-            if _int(g(usage, "input_tokens")) is not None:
-                self._usage(usage, llm)
-            else:
-                out = _int(g(usage, "output_tokens"))
-                if out is not None:
-                    llm.output_tokens = out
-                thinking = _int(g(g(usage, "output_tokens_details"), "thinking_tokens"))
-                if thinking is not None:
-                    llm.reasoning_tokens = thinking
+            # Cumulative counts; input is only present on some API versions and then replaces.
+            self._usage(g(event, "usage"), llm)
 
 
 _EXTRACTOR = MessagesExtractor()

@@ -42,6 +42,21 @@ def g(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def as_int(value: Any) -> int | None:
+    """A provider's count, or ``None`` when it is absent or not an integer (never 0 for missing)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def common_params(kwargs: dict[str, Any], llm: LLMCall) -> None:
+    """Request parameters every provider shares: temperature and the number of tools."""
+    temp = kwargs.get("temperature")
+    if isinstance(temp, int | float) and not isinstance(temp, bool):
+        llm.temperature = float(temp)
+    tools = kwargs.get("tools")
+    if isinstance(tools, list | tuple) and tools:
+        llm.parameters["tools"] = len(tools)
+
+
 def estimate_tokens(text: str | None) -> int | None:
     """A rough count (about four characters a token) used only when a provider gives none."""
     if not text:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from kansoku.instrument._capture import g
+from kansoku.instrument._capture import as_int, common_params, g
 from kansoku.instrument._messages import content_text, normalise, tool_call
 from kansoku.model import LLMCall
 
@@ -39,33 +39,24 @@ def _params(kwargs: dict[str, Any], names: tuple[str, ...], llm: LLMCall) -> Non
         value = kwargs.get(name)
         if value is not None and _given(value):  # most are not passed: no call for those
             llm.parameters[name] = value if isinstance(value, str | int | float | bool | list) else str(value)
-    temp = kwargs.get("temperature")
-    if isinstance(temp, int | float) and not isinstance(temp, bool):
-        llm.temperature = float(temp)
+    common_params(kwargs, llm)
     fmt = kwargs.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type"):
         llm.parameters["response_format"] = fmt["type"]
     elif isinstance(fmt, type):
         llm.parameters["response_format"] = fmt.__name__
-    tools = kwargs.get("tools")
-    if isinstance(tools, list | tuple) and tools:
-        llm.parameters["tools"] = len(tools)
 
 
 def _usage(usage: Any, llm: LLMCall, inp: str, out: str) -> None:
     if usage is None:
         return
-    llm.input_tokens = _int(g(usage, inp))
-    llm.output_tokens = _int(g(usage, out))
-    llm.total_tokens = _int(g(usage, "total_tokens"))
+    llm.input_tokens = as_int(g(usage, inp))
+    llm.output_tokens = as_int(g(usage, out))
+    llm.total_tokens = as_int(g(usage, "total_tokens"))
     in_details = g(usage, "prompt_tokens_details") or g(usage, "input_tokens_details")
     out_details = g(usage, "completion_tokens_details") or g(usage, "output_tokens_details")
-    llm.cached_input_tokens = _int(g(in_details, "cached_tokens"))
-    llm.reasoning_tokens = _int(g(out_details, "reasoning_tokens"))
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    llm.cached_input_tokens = as_int(g(in_details, "cached_tokens"))
+    llm.reasoning_tokens = as_int(g(out_details, "reasoning_tokens"))
 
 
 class ChatExtractor:
@@ -378,8 +369,8 @@ class EmbeddingsExtractor:
             return
         llm.model = g(body, "model")
         usage = g(body, "usage")
-        llm.input_tokens = _int(g(usage, "prompt_tokens"))
-        llm.total_tokens = _int(g(usage, "total_tokens"))
+        llm.input_tokens = as_int(g(usage, "prompt_tokens"))
+        llm.total_tokens = as_int(g(usage, "total_tokens"))
         data = g(body, "data") or []
         if data:
             llm.parameters["vectors"] = len(data)

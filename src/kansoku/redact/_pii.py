@@ -210,7 +210,7 @@ def _phones(text: str, cs: int, ce: int, out: Out) -> None:
     m = _PHONE.search(text, cs, ce)
     while m is not None:
         start, end = m.span()
-        # The nanp branch spells out what nanp_valid checks (10 digits after an optional 1, area
+        # The nanp branch itself enforces the NANP rules (10 digits after an optional 1, area
         # code and exchange starting 2-9), so only Japanese numbers need their digits read.
         if m.lastgroup == "nanp" or jp_phone_valid(_digits(text, start, end)):
             out.append((start, end, "PHONE"))

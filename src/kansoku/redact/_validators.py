@@ -142,13 +142,6 @@ def e164_valid(digits: str) -> bool:
     return 8 <= len(digits) <= 15 and digits[0] != "0"
 
 
-def nanp_valid(digits: str) -> bool:
-    """North American number: optional leading 1, area code and exchange starting 2-9."""
-    if len(digits) == 11 and digits[0] == "1":
-        digits = digits[1:]
-    return len(digits) == 10 and digits[0] not in "01" and digits[3] not in "01"
-
-
 def jp_phone_valid(digits: str) -> bool:
     """Japanese domestic number: trunk prefix 0 (never 00), 10 digits, or 11 for mobiles and 0800."""
     if len(digits) < 10 or digits[0] != "0" or digits[1] == "0":

@@ -106,33 +106,28 @@ class context:  # noqa: N801 - used like a function: ``with kansoku.context(...)
         self.__exit__()
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        fields = self._fields
+        user_id, session_id, prompt_id, prompt_version, tags = self._fields
+        kwargs: dict[str, Any] = {
+            "user_id": user_id,
+            "session_id": session_id,
+            "prompt_id": prompt_id,
+            "prompt_version": prompt_version,
+            "tags": tags,
+        }
         if inspect.iscoroutinefunction(fn):
             async_fn = fn
 
             @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with context(
-                    user_id=fields[0],
-                    session_id=fields[1],
-                    prompt_id=fields[2],
-                    prompt_version=fields[3],
-                    tags=fields[4],
-                ):
-                    return await async_fn(*args, **kwargs)
+            async def async_wrapper(*args: Any, **kw: Any) -> Any:
+                with context(**kwargs):
+                    return await async_fn(*args, **kw)
 
             return cast(Callable[P, R], async_wrapper)
 
         @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with context(
-                user_id=fields[0],
-                session_id=fields[1],
-                prompt_id=fields[2],
-                prompt_version=fields[3],
-                tags=fields[4],
-            ):
-                return fn(*args, **kwargs)
+        def wrapper(*args: P.args, **kw: P.kwargs) -> R:
+            with context(**kwargs):
+                return fn(*args, **kw)
 
         return wrapper
 
