@@ -12,6 +12,7 @@ from kansoku.store._protocol import (
     StatsRow,
     Store,
 )
+from kansoku.store._rows import to_ndjson as rows_ndjson
 
 __all__ = [
     "GROUP_FIELDS",
@@ -24,4 +25,5 @@ __all__ = [
     "StatsQuery",
     "StatsRow",
     "Store",
+    "rows_ndjson",
 ]

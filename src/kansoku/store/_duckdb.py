@@ -25,7 +25,7 @@ import duckdb
 from kansoku.model import Span
 from kansoku.store._duckdb_schema import SPAN_COLUMN_TYPES, migrate
 from kansoku.store._duckdb_sql import SELECT_SPAN, calls_sql, stats_sql
-from kansoku.store._protocol import CallQuery, Page, StatsQuery, StatsRow, check_id
+from kansoku.store._protocol import CallQuery, Page, StatsQuery, StatsRow, check_id, check_range
 from kansoku.store._rows import COLUMNS, dedupe, from_row, to_ndjson
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
@@ -44,7 +44,7 @@ _INSERT_SELECT = ", ".join(
 _INSERT = (
     f"INSERT INTO spans SELECT {_INSERT_SELECT} "  # noqa: S608 (constants only)
     f"FROM read_json($path, format = 'newline_delimited', columns = {_JSON_COLUMNS}) AS b "
-    "WHERE NOT EXISTS (SELECT 1 FROM spans AS s WHERE s.project = $project "
+    "WHERE NOT EXISTS (SELECT 1 FROM spans AS s WHERE s.project = b.project "
     "AND s.start_ns BETWEEN $lo AND $hi AND s.span_id = b.span_id) "
     "ORDER BY b.start_ns"
 )
@@ -71,16 +71,21 @@ class DuckDBStore:
         batch = dedupe(spans)
         if not batch:
             return 0
-        data = to_ndjson(batch, project)
-        lo = min(s.start_ns for s in batch)
-        hi = max(s.start_ns for s in batch)
+        return self._load(
+            to_ndjson(batch, project), min(s.start_ns for s in batch), max(s.start_ns for s in batch)
+        )
+
+    def load(self, rows: bytes, lo_ns: int, hi_ns: int) -> int:
+        check_range(lo_ns, hi_ns)
+        return self._load(rows, lo_ns, hi_ns) if rows else 0
+
+    def _load(self, data: bytes, lo: int, hi: int) -> int:
         fd, tmp = tempfile.mkstemp(prefix="kansoku-batch-", suffix=".ndjson")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             with self._write_lock:
-                params = {"path": tmp, "project": project, "lo": lo, "hi": hi}
-                row = self._con.execute(_INSERT, params).fetchone()
+                row = self._con.execute(_INSERT, {"path": tmp, "lo": lo, "hi": hi}).fetchone()
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

@@ -230,6 +230,14 @@ class Store(Protocol):
         """Store a batch idempotently on (project, span_id); return the number of new rows."""
         ...
 
+    def load(self, rows: bytes, lo_ns: int, hi_ns: int) -> int:
+        """Bulk-load pre-encoded rows (:func:`kansoku.store.rows_ndjson`, any projects mixed).
+
+        ``lo_ns``/``hi_ns`` bound the rows' start times (inclusive); idempotent like :meth:`write`.
+        This is the collector's path: rows are encoded once at ingest and kept in the WAL as is.
+        """
+        ...
+
     def query_calls(self, q: CallQuery) -> Page: ...
 
     def get_trace(self, project: str, trace_id: str) -> list[Span]:
@@ -247,6 +255,15 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def check_range(lo_ns: Any, hi_ns: Any) -> None:
+    """Validate the start-time bounds given to :meth:`Store.load`."""
+    for name, v in (("lo_ns", lo_ns), ("hi_ns", hi_ns)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer")
+    if lo_ns > hi_ns:
+        raise ValueError("lo_ns must not be greater than hi_ns")
 
 
 def check_id(name: str, value: Any) -> str:
