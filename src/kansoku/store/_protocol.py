@@ -145,6 +145,7 @@ class CallQuery(Filters):
             or isinstance(raw[2], bool)
             or not isinstance(raw[2], int | float)
             or not isinstance(raw[3], str)
+            or not -(2**62) < raw[2] < 2**62  # fits every backend's BIGINT / DOUBLE comparison
         ):
             raise ValueError("cursor is not a cursor returned by this query (same sort and order)")
         return raw[2], raw[3]
