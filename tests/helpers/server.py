@@ -44,6 +44,7 @@ class RunningServer:
         method: str,
         path: str,
         body: bytes | None = None,
+        *,
         headers: dict[str, str] | None = None,
         params: dict[str, Any] | list[tuple[str, str]] | None = None,
         key: str | None = None,
@@ -64,13 +65,15 @@ class RunningServer:
     def get(self, path: str, key: str | None = None, **params: Any) -> Response:
         return self.request("GET", path, params=params or None, key=key)
 
-    def ingest(self, records: list[dict[str, Any]], key: str | None = None, *, compress: bool = True) -> Response:
+    def ingest(
+        self, records: list[dict[str, Any]], key: str | None = None, *, compress: bool = True
+    ) -> Response:
         body = json.dumps({"schema": "kansoku.batch/v1", "records": records}).encode()
         headers = {"Content-Type": "application/json"}
         if compress:
             body = gzip.compress(body)
             headers["Content-Encoding"] = "gzip"
-        return self.request("POST", "/api/v1/ingest", body, headers, key=key)
+        return self.request("POST", "/api/v1/ingest", body, headers=headers, key=key)
 
     def wait_loaded(self, timeout: float = 10.0) -> None:
         """Until everything acknowledged so far is queryable."""

@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     mock.add_argument("args", nargs=argparse.REMAINDER)
+
+    from kansoku.cli import _server
+
+    _server.register(sub)
     return parser
 
 
@@ -67,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return mock_main(argv[1:], prog="kansoku mock-upstream")
     args = _parser().parse_args(argv)
+    if hasattr(args, "run"):
+        code: int = args.run(args)
+        return code
     if args.command == "demo":
         from kansoku.cli._demo import run_demo
 

@@ -8,7 +8,9 @@ and prints the summary.
 
 from __future__ import annotations
 
+import itertools
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,43 @@ def _one_call(oai: Any, ant: Any, rng: random.Random, question: str, fault: str 
     return True
 
 
+def traffic(
+    up: MockUpstream,
+    rng: random.Random,
+    calls: int | None,
+    fault_rate: float,
+    *,
+    stop: threading.Event | None = None,
+    pause_s: float = 0.0,
+) -> int:
+    """Make ``calls`` support-bot calls (forever when None, until ``stop``); the number that failed."""
+    oai, ant = _clients(up)
+    failed = 0
+    try:
+        for i in itertools.count() if calls is None else range(calls):
+            if stop is not None and stop.is_set():
+                break
+            user = f"u-{rng.randint(1, 12)}"
+            with (
+                kansoku.context(
+                    user_id=user,
+                    session_id=f"s-{user}-{i // 4}",
+                    prompt_id="support-answer",
+                    prompt_version=rng.choice(("v3", "v4")),
+                    tags={"department": rng.choice(_DEPARTMENTS), "feature": rng.choice(_FEATURES)},
+                ),
+                kansoku.span("handle_ticket"),
+            ):
+                failed += not _one_call(oai, ant, rng, rng.choice(_QUESTIONS), _fault(rng, fault_rate))
+            if pause_s and stop is not None:
+                stop.wait(pause_s)
+    finally:
+        oai.close()
+        if ant is not None:
+            ant.close()
+    return failed
+
+
 def run_demo(calls: int, out: Path, fault_rate: float, seed: int) -> int:
     """Make ``calls`` LLM calls, record them to ``out`` and print the summary."""
     out = out.resolve()
@@ -110,27 +149,8 @@ def run_demo(calls: int, out: Path, fault_rate: float, seed: int) -> int:
         spool_dir=str(out.parent / "spool"),
     )
     started = time.perf_counter()
-    failed = 0
     with MockUpstream(delay_ms=15, stream_interval_ms=3) as up:
-        oai, ant = _clients(up)
-        try:
-            for i in range(calls):
-                user = f"u-{rng.randint(1, 12)}"
-                with (
-                    kansoku.context(
-                        user_id=user,
-                        session_id=f"s-{user}-{i // 4}",
-                        prompt_id="support-answer",
-                        prompt_version=rng.choice(("v3", "v4")),
-                        tags={"department": rng.choice(_DEPARTMENTS), "feature": rng.choice(_FEATURES)},
-                    ),
-                    kansoku.span("handle_ticket"),
-                ):
-                    failed += not _one_call(oai, ant, rng, rng.choice(_QUESTIONS), _fault(rng, fault_rate))
-        finally:
-            oai.close()
-            if ant is not None:
-                ant.close()
+        failed = traffic(up, rng, calls, fault_rate)
     kansoku.flush()
     stats = kansoku.stats()
     kansoku.shutdown()
