@@ -10,6 +10,8 @@ import time
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kansoku.cli import main
 from kansoku.errors import ConfigError
@@ -19,8 +21,9 @@ from kansoku.server._ingest import decode_entry, decode_native, encode_entry
 from kansoku.server._loader import Loader
 from kansoku.server._metrics import LLMMetrics, Registry
 from kansoku.server._params import calls_query, stats_query, time_ns
+from kansoku.server._records import fast_row
 from kansoku.server._views import trace_body
-from kansoku.store import CallQuery, DuckDBStore, Page, StatsQuery, StatsRow
+from kansoku.store import CallQuery, DuckDBStore, Page, StatsQuery, StatsRow, rows_ndjson
 
 NOW = 1_800_000_000 * 10**9
 
@@ -371,3 +374,50 @@ def test_loader_replays_unapplied_entries_after_a_restart(tmp_path):
     assert list(wal.replay()) == []
     wal.close()
     store.close()
+
+
+# -- the native fast path ---------------------------------------------------------------------------------
+
+_ODD_VALUES: tuple[object, ...] = (
+    None,
+    "",
+    "x",
+    "ABCDEF0123456789",
+    "0x23456789abcdef",
+    -1,
+    0,
+    7,
+    1.5,
+    True,
+    [],
+    {},
+    ["a"],
+    {"k": 1},
+)
+
+
+def _base_record() -> dict[str, object]:
+    s = _span(1, parent=2)
+    s.tags = {"department": "support"}
+    assert s.llm is not None
+    s.llm.input_messages = [{"role": "user", "content": "hi"}]
+    s.llm.output_messages = [{"role": "assistant", "content": "hello"}]
+    s.llm.finish_reasons = ["stop"]
+    s.llm.temperature = 0.2
+    return s.to_record()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(_base_record())), st.sampled_from(_ODD_VALUES)), max_size=3))
+def test_fast_path_agrees_with_the_exact_path(mutations):
+    rec = _base_record()
+    for key, value in mutations:
+        rec[key] = value
+    fast = fast_row(rec, "p")
+    try:
+        exact = json.loads(rows_ndjson([Span.from_record(rec)], "p"))
+    except ValueError:
+        assert fast is None  # the exact path names the field; the fast path must not accept it
+        return
+    if fast is not None:
+        assert json.loads(json.dumps(fast)) == exact

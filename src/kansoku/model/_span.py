@@ -34,6 +34,7 @@ LLM_FIELDS: tuple[str, ...] = (
     "cost_usd", "ttft_ms", "finish_reasons", "response_id", "stream",
 )  # fmt: skip
 
+_HEX_CHARS = frozenset("0123456789abcdefABCDEF")
 _KINDS = frozenset({"internal", "client", "server", "producer", "consumer"})
 _STATUSES = frozenset({"ok", "error", "unset"})
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "total_tokens")
@@ -181,13 +182,13 @@ class Span:
         if end_ns < start_ns:
             raise ValueError("end_time_unix_nano is before start_time_unix_nano")
         kind = rec.get("kind") or "internal"
-        if kind not in _KINDS:
+        if not isinstance(kind, str) or kind not in _KINDS:
             raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
         status = rec.get("status") or "unset"
-        if status not in _STATUSES:
+        if not isinstance(status, str) or status not in _STATUSES:
             raise ValueError(f"status must be one of {sorted(_STATUSES)}, got {status!r}")
         error_type = rec.get("error_type")
-        if error_type is not None and error_type not in ERROR_TYPES:
+        if error_type is not None and (not isinstance(error_type, str) or error_type not in ERROR_TYPES):
             raise ValueError(f"error_type must be one of {sorted(ERROR_TYPES)}, got {error_type!r}")
         span = cls(
             trace_id=trace_id,
@@ -210,7 +211,7 @@ class Span:
             prompt_version=_str(rec, "prompt_version"),
             tags={str(k): str(v) for k, v in _dict(rec, "tags").items()},
             attributes=_dict(rec, "attributes"),
-            events=[_event(e) for e in rec.get("events") or []],
+            events=[_event(e) for e in _list(rec, "events")],
         )
         if rec.get("type") == "llm_call" or rec.get("provider") is not None:
             span.llm = _llm_from_record(rec)
@@ -260,12 +261,9 @@ def _iso(ns: int) -> str:
 
 def _hex(rec: dict[str, Any], name: str, length: int) -> str:
     value = rec.get(name)
-    if not isinstance(value, str) or len(value) != length:
+    # A set check, not int(value, 16), which would also take "0x", "_", "+" and spaces.
+    if not isinstance(value, str) or len(value) != length or not _HEX_CHARS.issuperset(value):
         raise ValueError(f"{name} must be {length} hex characters")
-    try:
-        int(value, 16)
-    except ValueError:
-        raise ValueError(f"{name} must be {length} hex characters") from None
     return value.lower()
 
 
@@ -300,6 +298,15 @@ def _dict(rec: dict[str, Any], name: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ValueError(f"{name} must be an object")
+    return value
+
+
+def _list(rec: dict[str, Any], name: str) -> list[Any]:
+    value = rec.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list or null")
     return value
 
 

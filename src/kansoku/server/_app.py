@@ -19,7 +19,7 @@ from aiohttp import web
 from kansoku.server import _params, _views
 from kansoku.server._collector import Collector
 from kansoku.server._errors import APIError, error_response, json_response
-from kansoku.server._ingest import decode_native, decode_otlp, ingest_summary
+from kansoku.server._ingest import decode_otlp
 from kansoku.server._openapi import document
 from kansoku.store._protocol import check_id
 
@@ -96,10 +96,11 @@ async def _ingest(request: web.Request, protocol: str) -> web.Response:
         project = authorize(request, "ingest")
         body = await _body(request)
         if protocol == "native":
-            spans = decode_native(body)
+            accepted = await collector.accept_native(body, project)
         else:
-            spans = decode_otlp(body, request.headers.get("Content-Type", ""))
-        await collector.accept(spans, project, protocol)
+            await collector.accept(
+                decode_otlp(body, request.headers.get("Content-Type", "")), project, protocol
+            )
         status = 200
     except APIError as exc:
         status = exc.status
@@ -107,7 +108,7 @@ async def _ingest(request: web.Request, protocol: str) -> web.Response:
     finally:
         collector.count_request(protocol, status)
     if protocol == "native":
-        return json_response(ingest_summary(spans))
+        return json_response({"accepted": accepted})
     if request.headers.get("Content-Type", "").startswith("application/json"):
         return json_response({"partialSuccess": {}})
     return web.Response(body=_EMPTY_OTLP_RESPONSE, content_type="application/x-protobuf")

@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from kansoku.model import Span
 from kansoku.server._errors import APIError
-from kansoku.server._ingest import encode_entry
+from kansoku.server._ingest import encode_entry, native_entry
 from kansoku.server._keys import KeyRing
 from kansoku.server._loader import Loader
 from kansoku.server._metrics import SECONDS_BUCKETS, LLMMetrics, Registry
@@ -149,7 +149,22 @@ class Collector:
         """Make ``spans`` durable (returns once fsync'd) or raise an :class:`APIError` (429 / 503)."""
         if not spans:
             return
-        entry = encode_entry(spans, project)
+        await self._durable(encode_entry(spans, project))
+        self.llm_metrics.observe(project, spans)
+        with self.metrics.locked():
+            self.m_spans.inc((protocol,), len(spans))
+
+    async def accept_native(self, body: bytes, project: str) -> int:
+        """A native batch through the fast path; the number of records made durable."""
+        entry, rows = native_entry(body, project)
+        if rows:
+            await self._durable(entry)
+            self.llm_metrics.observe_rows(project, rows)
+            with self.metrics.locked():
+                self.m_spans.inc(("native",), len(rows))
+        return len(rows)
+
+    async def _durable(self, entry: bytes) -> None:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(None, self._append, entry)
@@ -164,9 +179,6 @@ class Collector:
         except WALError as exc:
             log.error("kansoku: ingest refused: %s", exc)  # noqa: TRY400 -- logged where it failed
             raise APIError(503, "the collector cannot store data right now", code="wal_unavailable") from None
-        self.llm_metrics.observe(project, spans)
-        with self.metrics.locked():
-            self.m_spans.inc((protocol,), len(spans))
 
     def count_request(self, protocol: str, status: int) -> None:
         with self.metrics.locked():

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kansoku.model import Span
 
@@ -185,28 +185,54 @@ class LLMMetrics:
         )
 
     def observe(self, project: str, spans: Iterable[Span]) -> None:
-        lab = self.reg.label
         with self.reg.locked():
-            p = lab("project", project)
+            p = self.reg.label("project", project)
             for s in spans:
                 llm = s.llm
-                if llm is None:
-                    continue
-                key = (
-                    p,
-                    lab("operation", llm.operation),
-                    lab("provider", llm.provider),
-                    lab("model", llm.model),
-                )
-                err = lab("error_type", s.error_type) if s.status == "error" else ""
-                self.duration.observe((*key, err), s.latency_ms / 1000)
-                if err:
-                    self.errors.inc((*key, err))
-                if llm.ttft_ms is not None:
-                    self.ttft.observe(key, llm.ttft_ms / 1000)
-                if llm.input_tokens is not None:
-                    self.tokens.observe((*key, "input"), llm.input_tokens)
-                if llm.output_tokens is not None:
-                    self.tokens.observe((*key, "output"), llm.output_tokens)
-                if llm.cost_usd:
-                    self.cost.inc(key, llm.cost_usd)
+                if llm is not None:
+                    self._one(
+                        p, llm.operation, llm.provider, llm.model, s.status, s.error_type,
+                        s.latency_ms / 1000, llm.ttft_ms, llm.input_tokens, llm.output_tokens, llm.cost_usd,
+                    )  # fmt: skip
+
+    def observe_rows(self, project: str, rows: Iterable[dict[str, Any]]) -> None:
+        """The same, from store rows (the native-ingest fast path has no Span objects)."""
+        with self.reg.locked():
+            p = self.reg.label("project", project)
+            for r in rows:
+                if r["type"] == "llm_call":
+                    g = r.get
+                    self._one(
+                        p, g("operation"), g("provider"), g("model"), g("status"), g("error_type"),
+                        (r["end_ns"] - r["start_ns"]) / 1e9, g("ttft_ms"), g("input_tokens"),
+                        g("output_tokens"), g("cost_usd"),
+                    )  # fmt: skip
+
+    def _one(  # noqa: PLR0917 -- one call per span on the hot path: positional on purpose
+        self,
+        p: str,
+        operation: str | None,
+        provider: str | None,
+        model: str | None,
+        status: str | None,
+        error_type: str | None,
+        latency_s: float,
+        ttft_ms: float | None,
+        tokens_in: int | None,
+        tokens_out: int | None,
+        cost: float | None,
+    ) -> None:
+        lab = self.reg.label
+        key = (p, lab("operation", operation), lab("provider", provider), lab("model", model))
+        err = lab("error_type", error_type or "unknown") if status == "error" else ""
+        self.duration.observe((*key, err), latency_s)
+        if err:
+            self.errors.inc((*key, err))
+        if ttft_ms is not None:
+            self.ttft.observe(key, ttft_ms / 1000)
+        if tokens_in is not None:
+            self.tokens.observe((*key, "input"), tokens_in)
+        if tokens_out is not None:
+            self.tokens.observe((*key, "output"), tokens_out)
+        if cost:
+            self.cost.inc(key, cost)
