@@ -114,12 +114,13 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 def _banner(url: str, *, demo: bool) -> str:
+    flag = "" if url.endswith(":4318") else f" --url {url}"
     lines = [
         "",
         f"  collector   {url}  (OTLP/HTTP at /v1/traces, SDK batches at /api/v1/ingest)",
         f"  query API   {url}/api/v1/calls   OpenAPI {url}/openapi.json   metrics {url}/metrics",
         f"  send data   kansoku.init(export='{url}')  or  OTEL_EXPORTER_OTLP_ENDPOINT={url}",
-        "  look        kansoku calls --since 1h    kansoku stats --by model --since 1h",
+        f"  look        kansoku calls --since 1h{flag}    kansoku stats --by model --since 1h{flag}",
     ]
     if demo:
         lines.append(
@@ -140,7 +141,7 @@ def _demo_traffic(url: str, stop: threading.Event) -> None:
         with MockUpstream(delay_ms=15, stream_interval_ms=3) as up:
             traffic(up, rng, _DEMO_BURST, 0.15, stop=stop)
             kansoku.flush()
-            print(f"  demo        {_DEMO_BURST} calls recorded; try: kansoku calls --since 1h", flush=True)
+            print(f"  demo        {_DEMO_BURST} calls recorded; look with the commands above", flush=True)
             traffic(up, rng, None, 0.15, stop=stop, pause_s=1.0)
     except SystemExit as exc:  # the demo extra is missing
         print(f"kansoku up --demo: {exc}", file=sys.stderr)

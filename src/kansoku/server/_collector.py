@@ -14,7 +14,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 
+from kansoku.errors import ConfigError
 from kansoku.model import Span
 from kansoku.server._errors import APIError
 from kansoku.server._ingest import encode_entry, native_entry
@@ -30,15 +32,27 @@ log = logging.getLogger("kansoku.server")
 _RETENTION_EVERY_S = 3600.0
 
 
+def _open(settings: ServerSettings) -> Store:
+    from kansoku.store import open_store
+
+    try:
+        return open_store(settings.store_url, retention_days=settings.retention_days)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any backend's failure to open becomes one clear message
+        raise ConfigError(
+            "--store", f"cannot open {settings.store_label}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 class Collector:
     """Everything behind the HTTP routes. ``store`` defaults to ``settings.store_url``."""
 
     def __init__(self, settings: ServerSettings, store: Store | None = None) -> None:
         self.settings = settings
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         if store is None:
-            from kansoku.store import open_store
-
-            store = open_store(settings.store_url, retention_days=settings.retention_days)
+            store = _open(settings)
         self.store = store
         try:
             self.wal = WriteAheadLog(settings.wal_dir, max_bytes=settings.wal_max_bytes)

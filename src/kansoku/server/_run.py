@@ -68,7 +68,7 @@ async def serve(
         await site.start()
         port = _bound_port(site, settings.port)
         url = base_url(settings, port)
-        print(f"kansoku server listening on {url} (store: {_store_label(settings)})", flush=True)
+        print(f"kansoku server listening on {url} (store: {settings.store_label})", flush=True)
         if on_ready is not None:
             await on_ready(url, collector)
         await stop.wait()
@@ -83,14 +83,6 @@ def _bound_port(site: web.TCPSite, default: int) -> int:
     server = site._server  # the only way to learn the port chosen for port 0
     sockets = getattr(server, "sockets", None)
     return int(sockets[0].getsockname()[1]) if sockets else default
-
-
-def _store_label(settings: ServerSettings) -> str:
-    url = settings.store_url
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:  # never print credentials
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}://{rest}"
 
 
 def run(settings: ServerSettings, on_ready: OnReady | None = None) -> None:

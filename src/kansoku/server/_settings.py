@@ -68,6 +68,12 @@ class ServerSettings:
         return self.store or f"duckdb:///{Path(self.data_dir).resolve() / 'kansoku.duckdb'}"
 
     @property
+    def store_label(self) -> str:
+        """The store URL without credentials (for logs and messages)."""
+        scheme, _, rest = self.store_url.partition("://")
+        return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+
+    @property
     def wal_dir(self) -> Path:
         return Path(self.data_dir) / "wal"
 
