@@ -1,4 +1,11 @@
-"""The store contract, run against every backend (``store`` is parametrized; ClickHouse joins later)."""
+"""The store contract, run against every backend: DuckDB, one ClickHouse server, and a
+two-shard ClickHouse cluster behind a ``Distributed`` table.
+
+The ClickHouse URLs come from ``KANSOKU_TEST_CLICKHOUSE_URL`` and
+``KANSOKU_TEST_CLICKHOUSE_CLUSTER_URL`` (``.ci/services.sh`` starts the servers and sets them).
+Unset, those backends are skipped locally and fail under CI (``CI`` set): CI never skips them.
+Each ClickHouse test gets a fresh database, dropped afterwards.
+"""
 
 # mypy: allow-untyped-defs, allow-incomplete-defs, allow-untyped-calls
 # mypy: disable-error-code="union-attr,operator,misc,type-arg"
@@ -7,12 +14,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import random
+import urllib.parse
+import uuid
 
 import pytest
 
 from kansoku.model import LLMCall, Span, SpanEvent
-from kansoku.store import CallQuery, DuckDBStore, StatsQuery, Store
+from kansoku.store import CallQuery, ClickHouseStore, DuckDBStore, StatsQuery, Store, rows_ndjson
+from kansoku.store._clickhouse_http import HTTPClient
+from kansoku.store._clickhouse_url import parse_clickhouse_url
 
 T0 = 1_700_000_000_000_000_000
 SEC = 1_000_000_000
@@ -21,13 +33,66 @@ MODELS = ("gpt-4o-mini", "gpt-4o", "claude-sonnet-4")
 DEPARTMENTS = ("support", "sales", "eng")
 ERRORS = ("rate_limit", "timeout", "server_error")
 
+BACKENDS = ("duckdb", "clickhouse", "clickhouse_cluster")
+CLICKHOUSE_ENV = {
+    "clickhouse": "KANSOKU_TEST_CLICKHOUSE_URL",
+    "clickhouse_cluster": "KANSOKU_TEST_CLICKHOUSE_CLUSTER_URL",
+}
 
-@pytest.fixture(params=["duckdb"])
-def store(request, tmp_path):
-    if request.param == "duckdb":
-        s: Store = DuckDBStore(str(tmp_path / "kansoku.duckdb"))
-    yield s
-    s.close()
+
+def clickhouse_url(kind: str) -> str:
+    """The test server's URL with a fresh database name; skips (locally) or fails (CI) if unset."""
+    env = CLICKHOUSE_ENV[kind]
+    url = os.environ.get(env)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{env} is not set: CI must run the ClickHouse tests (source .ci/services.sh)")
+        pytest.skip(f"{env} is not set (source .ci/services.sh to run the ClickHouse tests)")
+    parts = urllib.parse.urlsplit(url)
+    database = f"kansoku_test_{uuid.uuid4().hex[:16]}"
+    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+
+def drop_clickhouse_database(url: str) -> None:
+    """Drop the URL's database on every server it names (all nodes of a cluster)."""
+    cfg = parse_clickhouse_url(url)
+    endpoints = [cfg.endpoint]
+    if cfg.nodes:
+        endpoints += [dataclasses.replace(cfg.endpoint, host=h, port=p) for h, p in cfg.nodes]
+    for ep in {(e.host, e.port): e for e in endpoints}.values():
+        client = HTTPClient(ep, None, timeout=30)
+        try:
+            client.execute(f"DROP DATABASE IF EXISTS `{cfg.database}`")
+        finally:
+            client.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def open_backend(request, tmp_path):
+    """``open_backend(retention_days=30)`` opens (or reopens) this test's store of the backend."""
+    opened: list[Store] = []
+    url = None
+    if request.param != "duckdb":
+        url = clickhouse_url(request.param)
+
+    def open_(retention_days: int | None = 30) -> Store:
+        if url is None:
+            s: Store = DuckDBStore(str(tmp_path / "kansoku.duckdb"), retention_days=retention_days)
+        else:
+            s = ClickHouseStore(url, retention_days=retention_days)
+        opened.append(s)
+        return s
+
+    yield open_
+    for s in opened:
+        s.close()
+    if url is not None:
+        drop_clickhouse_database(url)
+
+
+@pytest.fixture
+def store(open_backend):
+    return open_backend()
 
 
 def _ids(rng: random.Random) -> tuple[str, str]:
@@ -327,32 +392,54 @@ def test_replaying_a_batch_does_not_duplicate(store):
     assert len(calls(store, project="p")) == 57
 
 
-def test_retention(tmp_path):
-    store = DuckDBStore(str(tmp_path / "r.duckdb"), retention_days=2)
-    try:
-        store.write(make_calls(10, t0=T0, step=DAY // 2), project="p")  # spans over 4.5 days
-        now = T0 + 5 * DAY
-        assert store.apply_retention(now) == 6  # older than T0 + 3 days
-        left = calls(store, project="p")
-        assert len(left) == 4
-        assert min(s.start_ns for s in left) >= now - 2 * DAY
-        assert store.apply_retention(now) == 0
-    finally:
-        store.close()
-    keep = DuckDBStore(":memory:", retention_days=None)
+def test_retention(open_backend):
+    store = open_backend(retention_days=2)
+    store.write(make_calls(10, t0=T0, step=DAY // 2), project="p")  # spans over 4.5 days
+    store.write(make_calls(4, seed=3, t0=T0, step=DAY), project="q")
+    now = T0 + 5 * DAY
+    assert store.apply_retention(now) == 6 + 3  # older than T0 + 3 days
+    left = calls(store, project="p")
+    assert len(left) == 4
+    assert min(s.start_ns for s in left) >= now - 2 * DAY
+    assert len(calls(store, project="q")) == 1
+    assert store.apply_retention(now) == 0
+    # Whole days past the cutoff go too (on ClickHouse: dropped partitions, no mutation).
+    assert store.apply_retention(now + 30 * DAY) == 5
+    assert calls(store, project="p") == []
+
+
+def test_no_retention_keeps_everything(open_backend):
+    keep = open_backend(retention_days=None)
     keep.write(make_calls(3), project="p")
     assert keep.apply_retention(T0 + 1000 * DAY) == 0
-    keep.close()
+    assert len(calls(keep, project="p")) == 3
 
 
-def test_reopen_keeps_data_and_migrations_are_idempotent(tmp_path):
-    path = str(tmp_path / "k.duckdb")
-    with DuckDBStore(path) as s:
-        s.write(make_calls(5), project="p")
-        version = s.schema_version
-    with DuckDBStore(path) as s:
-        assert s.schema_version == version >= 1
-        assert len(calls(s, project="p")) == 5
+def test_reopen_keeps_data_and_migrations_are_idempotent(open_backend):
+    s = open_backend()
+    s.write(make_calls(5), project="p")
+    version = s.schema_version
+    s.close()
+    s = open_backend()
+    assert s.schema_version == version >= 1
+    assert len(calls(s, project="p")) == 5
+    assert s.write(make_calls(5), project="p") == 0
+
+
+def test_load_takes_encoded_rows_of_several_projects(store):
+    a, b = make_calls(20, seed=1), make_calls(10, seed=2, t0=T0 + 5 * SEC)
+    rows = rows_ndjson(a, "A") + rows_ndjson(b, "B")
+    lo, hi = T0, T0 + 30 * SEC
+    assert store.load(rows, lo, hi) == 30
+    assert store.load(rows, lo, hi) == 0  # a replayed batch
+    assert store.load(b"", lo, hi) == 0
+    got = {s.span_id: s for s in calls(store, project="B")}
+    assert got == {s.span_id: s for s in b}
+    assert [s.latency_ms for s in calls(store, project="A", sort="latency_ms", limit=3)] == sorted(
+        (s.latency_ms for s in a), reverse=True
+    )
+    with pytest.raises(ValueError, match=r"^lo_ns"):
+        store.load(rows, hi, lo)
 
 
 INJECTIONS = (

@@ -1,6 +1,9 @@
 """Storage of spans and the query layer over them: the :class:`Store` protocol and its backends."""
 
+from kansoku.store._clickhouse import ClickHouseStore
+from kansoku.store._clickhouse_http import ClickHouseError
 from kansoku.store._duckdb import DuckDBStore
+from kansoku.store._open import open_store, register_store
 from kansoku.store._protocol import (
     GROUP_FIELDS,
     MAX_LIMIT,
@@ -19,11 +22,15 @@ __all__ = [
     "MAX_LIMIT",
     "SORT_FIELDS",
     "CallQuery",
+    "ClickHouseError",
+    "ClickHouseStore",
     "DuckDBStore",
     "Filters",
     "Page",
     "StatsQuery",
     "StatsRow",
     "Store",
+    "open_store",
+    "register_store",
     "rows_ndjson",
 ]

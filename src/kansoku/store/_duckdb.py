@@ -29,6 +29,7 @@ from kansoku.store._protocol import CallQuery, Page, StatsQuery, StatsRow, check
 from kansoku.store._rows import COLUMNS, dedupe, from_row, to_ndjson
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
+_CHECKPOINT_THRESHOLD = "256MiB"
 
 # The read_json column spec is built from constants only (never from input).
 _JSON_COLUMNS = (
@@ -61,6 +62,11 @@ class DuckDBStore:
         self.path = path
         self.retention_days = retention_days
         self._con = duckdb.connect(path)
+        # At the default 16 MiB of WAL nearly every bulk load triggers a checkpoint, which
+        # compresses and rewrites the table's last, partly filled row group again and again:
+        # 256 MiB measured ~1.5-2x faster loads and a ~40 % smaller file (bench/store_load.py);
+        # the cost is a WAL of up to that size to replay when the store reopens after a crash.
+        self._con.execute(f"SET checkpoint_threshold = '{_CHECKPOINT_THRESHOLD}'")
         self._write_lock = threading.Lock()
         self._closed = False
         self.schema_version = migrate(self._con)

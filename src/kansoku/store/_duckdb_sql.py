@@ -15,14 +15,15 @@ _GROUP_COLUMNS = {
     "prompt_version": "prompt_version", "user_id": "user_id", "error_type": "error_type",
 }  # fmt: skip
 
-# (descending, ascending) sort expressions: a missing value sorts last both ways.
+# (descending, ascending) sort expressions: a missing value sorts last both ways. The sentinels
+# stay inside (-2**62, 2**62), the range a cursor key may take (CallQuery.after).
 _SORT_EXPR = {
     "timestamp": ("start_ns", "start_ns"),
     "latency_ms": ("latency_ms", "latency_ms"),
-    "cost_usd": ("coalesce(cost_usd, -1.0)", "coalesce(cost_usd, 1e308)"),
+    "cost_usd": ("coalesce(cost_usd, -1.0)", "coalesce(cost_usd, 1e18)"),
     "total_tokens": (
         "coalesce(total_tokens::BIGINT, -1)",
-        "coalesce(total_tokens::BIGINT, 9223372036854775807)",
+        "coalesce(total_tokens::BIGINT, 4611686018427387903)",
     ),
 }
 
