@@ -421,3 +421,26 @@ def test_fast_path_agrees_with_the_exact_path(mutations):
         return
     if fast is not None:
         assert json.loads(json.dumps(fast)) == exact
+
+
+def test_stopping_with_a_failing_store_is_prompt_and_keeps_the_batch_in_the_wal(tmp_path):
+    store = _FlakyStore(DuckDBStore(":memory:", retention_days=None))
+    store.failing.set()
+    wal = WriteAheadLog(tmp_path / "wal")
+    loader = Loader(wal, store, interval_s=0.01)
+    loader.start()
+    entry = encode_entry([_span(1)], "p")
+    loader.submit(wal.append(entry), entry)
+    deadline = time.monotonic() + 5
+    while loader.stats.load_errors == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    loader.stop()
+    assert time.monotonic() - t0 < 5
+    assert not loader.running
+    wal.close()
+    wal = WriteAheadLog(tmp_path / "wal")
+    assert [seq for seq, _ in wal.replay()] == [1]
+    wal.close()
+    store.close()

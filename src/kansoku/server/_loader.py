@@ -67,6 +67,7 @@ class Loader:
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="kansoku-loader", daemon=True)
         self._stopping = False
+        self._halt = threading.Event()
 
     def start(self) -> None:
         """Queue what the WAL still holds (from before a restart), then start loading."""
@@ -161,9 +162,9 @@ class Loader:
                 self.stats.load_errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning("kansoku loader: store load failed (%s); retrying in %.1f s", exc, delay)
-                if attempts is not None and tries >= attempts:
+                if (attempts is not None and tries >= attempts) or self._halt.is_set():
                     return  # shutting down: the WAL keeps the entries for the next start
-                time.sleep(delay)
+                self._halt.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             took = time.perf_counter() - t0
@@ -212,5 +213,6 @@ class Loader:
     def stop(self, timeout: float = 30.0) -> None:
         """Load what is queued (bounded), then end the thread; the WAL keeps anything left."""
         if self._thread.is_alive():
+            self._halt.set()  # a failing store must not hold the shutdown: the WAL keeps its batch
             self._q.put(_STOP)
             self._thread.join(timeout)
