@@ -19,7 +19,6 @@ from aiohttp import web
 from kansoku.server import _params, _views
 from kansoku.server._collector import Collector
 from kansoku.server._errors import APIError, error_response, json_response
-from kansoku.server._ingest import decode_otlp
 from kansoku.server._openapi import document
 from kansoku.store._protocol import check_id
 
@@ -98,9 +97,7 @@ async def _ingest(request: web.Request, protocol: str) -> web.Response:
         if protocol == "native":
             accepted = await collector.accept_native(body, project)
         else:
-            await collector.accept(
-                decode_otlp(body, request.headers.get("Content-Type", "")), project, protocol
-            )
+            await collector.accept_otlp(body, request.headers.get("Content-Type", ""), project)
         status = 200
     except APIError as exc:
         status = exc.status

@@ -12,14 +12,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from kansoku.errors import ConfigError
-from kansoku.model import Span
 from kansoku.server._errors import APIError
-from kansoku.server._ingest import encode_entry, native_entry
+from kansoku.server._ingest import decode_otlp, encode_entry, native_entry
 from kansoku.server._keys import KeyRing
 from kansoku.server._loader import Loader
 from kansoku.server._metrics import SECONDS_BUCKETS, LLMMetrics, Registry
@@ -154,34 +152,28 @@ class Collector:
             await asyncio.sleep(_RETENTION_EVERY_S)
 
     # -- ingest --------------------------------------------------------------------------------------
-    def _append(self, entry: bytes) -> int:
-        seq = self.wal.append(entry)
-        self.loader.submit(seq, entry)
-        return seq
+    # Decoding, the WAL append and the metrics run in one worker-thread hop per request: the
+    # event loop stays free to answer queries and health checks while a big batch is decoded.
 
-    async def accept(self, spans: Sequence[Span], project: str, protocol: str) -> None:
-        """Make ``spans`` durable (returns once fsync'd) or raise an :class:`APIError` (429 / 503)."""
-        if not spans:
-            return
-        await self._durable(encode_entry(spans, project))
-        self.llm_metrics.observe(project, spans)
-        with self.metrics.locked():
-            self.m_spans.inc((protocol,), len(spans))
-
-    async def accept_native(self, body: bytes, project: str) -> int:
-        """A native batch through the fast path; the number of records made durable."""
+    def _ingest_native(self, body: bytes, project: str) -> int:
         entry, rows = native_entry(body, project)
         if rows:
-            await self._durable(entry)
+            self._append(entry)
             self.llm_metrics.observe_rows(project, rows)
-            with self.metrics.locked():
-                self.m_spans.inc(("native",), len(rows))
+            self._count_spans("native", len(rows))
         return len(rows)
 
-    async def _durable(self, entry: bytes) -> None:
-        loop = asyncio.get_running_loop()
+    def _ingest_otlp(self, body: bytes, content_type: str, project: str) -> int:
+        spans = decode_otlp(body, content_type)
+        if spans:
+            self._append(encode_entry(spans, project))
+            self.llm_metrics.observe(project, spans)
+            self._count_spans("otlp", len(spans))
+        return len(spans)
+
+    def _append(self, entry: bytes) -> None:
         try:
-            await loop.run_in_executor(None, self._append, entry)
+            seq = self.wal.append(entry)
         except WALFullError as exc:
             retry = max(1, round(exc.retry_after_s))
             raise APIError(
@@ -193,6 +185,24 @@ class Collector:
         except WALError as exc:
             log.error("kansoku: ingest refused: %s", exc)  # noqa: TRY400 -- logged where it failed
             raise APIError(503, "the collector cannot store data right now", code="wal_unavailable") from None
+        self.loader.submit(seq, entry)
+
+    def _count_spans(self, protocol: str, n: int) -> None:
+        with self.metrics.locked():
+            self.m_spans.inc((protocol,), n)
+
+    async def accept_native(self, body: bytes, project: str) -> int:
+        """Validate a native batch and make it durable; the number of records (once fsync'd).
+
+        Raises :class:`APIError`: 400 for bad input, 429 when the WAL is full, 503 when it failed.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._ingest_native, body, project)
+
+    async def accept_otlp(self, body: bytes, content_type: str, project: str) -> int:
+        """The same for an OTLP/HTTP trace export (protobuf or JSON)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._ingest_otlp, body, content_type, project)
 
     def count_request(self, protocol: str, status: int) -> None:
         with self.metrics.locked():
