@@ -88,6 +88,14 @@ async def _body(request: web.Request) -> bytes:
         raise APIError(400, f"cannot read the request body: {type(exc).__name__}", code="bad_body") from None
 
 
+def _check_json(request: web.Request) -> None:
+    media = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if media not in ("", "application/json"):  # no header: curl users; anything else is a mistake
+        raise APIError(
+            415, f"unsupported content type {media!r}: send application/json", code="unsupported_media_type"
+        )
+
+
 async def _ingest(request: web.Request, protocol: str) -> web.Response:
     collector = request.app[COLLECTOR]
     status = 500
@@ -95,6 +103,7 @@ async def _ingest(request: web.Request, protocol: str) -> web.Response:
         project = authorize(request, "ingest")
         body = await _body(request)
         if protocol == "native":
+            _check_json(request)
             accepted = await collector.accept_native(body, project)
         else:
             await collector.accept_otlp(body, request.headers.get("Content-Type", ""), project)
@@ -140,7 +149,7 @@ def _path_id(request: web.Request, name: str) -> str:
     try:
         return check_id(name, str(request.match_info[name]))
     except ValueError as exc:
-        raise APIError(400, str(exc), param=name) from None
+        raise APIError(400, str(exc), param=name, code="invalid_parameter") from None
 
 
 async def trace(request: web.Request) -> web.Response:
@@ -193,7 +202,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 def make_app(collector: Collector) -> web.Application:
     """The aiohttp application over ``collector`` (started and stopped with the app)."""
-    app = web.Application(middlewares=[_errors], client_max_size=collector.settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[_errors],
+        client_max_size=collector.settings.max_body_bytes,
+        # Ids up to the API's 1000 characters, percent-encoded UTF-8, fit in the request line.
+        handler_args={"max_line_size": 16 * 1024},
+    )
     app[COLLECTOR] = collector
     app[OPENAPI] = document()
 

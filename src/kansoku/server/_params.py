@@ -96,7 +96,10 @@ def _check_known(query: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     for name in query:
         if name not in allowed:
             raise APIError(
-                400, f"unknown query parameter {name[:60]!r}; known: {', '.join(allowed)}", param=name[:60]
+                400,
+                f"unknown query parameter {name[:60]!r}; known: {', '.join(allowed)}",
+                param=name[:60],
+                code="unknown_parameter",
             )
 
 
@@ -148,7 +151,11 @@ def _limit(query: Mapping[str, Any], default: int, high: int) -> int:
     return n
 
 
-_API_NAMES = {"text": "q", "since_ns": "since", "until_ns": "until", "record_type": "type"}
+# Store-side field names (the start of a query value's ValueError) to the API's parameter names.
+_API_NAMES = {
+    "text": "q", "since_ns": "since", "until_ns": "until", "record_type": "type",
+    "tags": "tag", "bucket_s": "bucket",
+}  # fmt: skip
 
 
 def _build(cls: type[_Q], kwargs: dict[str, Any]) -> _Q:
@@ -179,6 +186,18 @@ def calls_query(query: Mapping[str, Any], project: str, now_ns: int) -> CallQuer
     return _build(CallQuery, kw)
 
 
+def _bucket_s(text: str) -> int:
+    """Bucket width in seconds: plain seconds (``3600``) or a duration (``1h``)."""
+    # ASCII digits only: isdigit() also accepts "²", and int() refuses more than 4300 digits.
+    if text.isascii() and text.isdigit():
+        seconds = int(text) if len(text) <= 12 else 0
+    else:
+        seconds = duration_ns("bucket", text) // 10**9
+    if not 1 <= seconds <= 366 * 86400:
+        raise _bad("bucket", "must be from 1 second to 366 days")
+    return seconds
+
+
 def stats_query(query: Mapping[str, Any], project: str, now_ns: int) -> StatsQuery:
     _check_known(query, STATS_PARAMS)
     kw = _filters(query, project, now_ns)
@@ -187,9 +206,7 @@ def stats_query(query: Mapping[str, Any], project: str, now_ns: int) -> StatsQue
         kw["group_by"] = group
     bucket = _single(query, "bucket")
     if bucket is not None:
-        kw["bucket_s"] = int(bucket) if bucket.isdigit() else duration_ns("bucket", bucket) // 10**9
-        if not 1 <= kw["bucket_s"] <= 366 * 86400:
-            raise _bad("bucket", "must be from 1 second to 366 days")
+        kw["bucket_s"] = _bucket_s(bucket)
         if "since_ns" not in kw:
             raise _bad("bucket", "needs since (e.g. since=24h)")
         kw.setdefault("until_ns", now_ns)

@@ -145,7 +145,7 @@ class CallQuery(Filters):
             or isinstance(raw[2], bool)
             or not isinstance(raw[2], int | float)
             or not isinstance(raw[3], str)
-            or not -(2**62) < raw[2] < 2**62  # fits every backend's BIGINT / DOUBLE comparison
+            or (isinstance(raw[2], int) and not -(2**63) <= raw[2] < 2**63)  # a BIGINT everywhere
         ):
             raise ValueError("cursor is not a cursor returned by this query (same sort and order)")
         return raw[2], raw[3]
