@@ -105,6 +105,16 @@ class Collector:
         )
         m.gauge("kansoku_wal_segments", "WAL segment files kept.", lambda: wal.stats().segments)
         m.gauge(
+            "kansoku_wal_truncated_bytes_total",
+            "Bytes of a torn WAL tail cut at start-up (a crash mid-write: never acknowledged).",
+            lambda: wal.stats().truncated_bytes,
+        )
+        m.gauge(
+            "kansoku_wal_skipped_bytes_total",
+            "Bytes of damaged WAL data skipped at start-up while resynchronising.",
+            lambda: wal.stats().skipped_bytes,
+        )
+        m.gauge(
             "kansoku_store_load_errors_total",
             "Failed bulk loads (retried).",
             lambda: self.loader.stats.load_errors,

@@ -56,7 +56,9 @@ async def serve(
     check_bind(settings)
     collector = collector or Collector(settings)
     app = make_app(collector)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A short shutdown grace: after SIGTERM aiohttp stops reading bodies, so a client stuck
+    # mid-upload would otherwise hold the exit for the default 60 s (its batch was not acked).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
