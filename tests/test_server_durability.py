@@ -275,10 +275,6 @@ def test_kill_9_during_ingest_loses_no_acknowledged_span_and_stores_each_once(se
         f"({senders.statuses}); {dups} span ids stored twice; {took:.1f} s"
     )
     assert took < KILL_TEST_BUDGET_S
-    if dups and not (acked - counts.keys()) and not (counts.keys() - sent):
-        # Nothing lost; the duplicates are the loader bug pinned down by
-        # test_retry_loaded_together_with_its_durable_original_is_stored_once. Remove this once fixed.
-        pytest.xfail(f"known loader bug: {dups} span ids stored twice (0 lost)")
     assert_exactly_once(counts, acked, sent)
 
 
@@ -431,13 +427,6 @@ def test_sigterm_during_ingest_exits_0_and_keeps_everything_acknowledged(server:
 # -- bugs found here (strict xfail: they start failing once fixed; then drop the marker) ------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Loader._load_until_done joins several WAL entries into one Store.load; DuckDBStore.load's "
-    "NOT EXISTS only skips rows already in the table, not repeats inside the loaded data, so an exporter's "
-    "retry of a batch that was durable but unacknowledged (crash before the 200) is stored twice when both "
-    "entries land in the same load",
-)
 def test_retry_loaded_together_with_its_durable_original_is_stored_once(server: ServerProc):
     rng = random.Random(_seed())
     batch = one_trace_batches(1, 100, rng)[0]

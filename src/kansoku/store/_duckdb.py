@@ -47,6 +47,8 @@ _INSERT = (
     f"FROM read_json($path, format = 'newline_delimited', columns = {_JSON_COLUMNS}) AS b "
     "WHERE NOT EXISTS (SELECT 1 FROM spans AS s WHERE s.project = b.project "
     "AND s.start_ns BETWEEN $lo AND $hi AND s.span_id = b.span_id) "
+    # Repeats inside one load (a retried batch replayed beside its original) are stored once.
+    "QUALIFY row_number() OVER (PARTITION BY b.project, b.span_id ORDER BY b.end_ns DESC) = 1 "
     "ORDER BY b.start_ns"
 )
 
