@@ -367,6 +367,18 @@ def test_stats_overall_and_filtered(store):
     assert {r.group for r in rows} == {s.user_id for s in spans if s.llm.model == "gpt-4o"}
 
 
+def test_failed_calls_count_under_the_requested_model(store):
+    """An error has no response model; "error rate by model" must still see it."""
+    spans = make_calls(10)
+    for s in spans:
+        s.status, s.error_type = "error", "rate_limit"
+        s.llm.model, s.llm.request_model = None, "gpt-4o"
+    store.write(spans, project="p")
+    (row,) = store.stats(StatsQuery(project="p", group_by="model"))
+    assert (row.group, row.count, row.errors) == ("gpt-4o", 10, 10)
+    assert len(store.query_calls(CallQuery(project="p", model="gpt-4o")).items) == 10
+
+
 def test_projects_are_isolated(store):
     a, b = make_calls(20, seed=1), make_calls(20, seed=2)
     store.write(a, project="A")

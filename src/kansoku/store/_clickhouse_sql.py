@@ -64,7 +64,7 @@ def identifier(name: str, what: str) -> str:
 SELECT_SPAN = ", ".join("tags.key, tags.value" if c == "tags" else c for c in READ_COLUMNS)
 
 _GROUP_COLUMNS = {
-    "model": "model", "provider": "provider", "prompt_id": "prompt_id",
+    "model": "ifNull(model, request_model)", "provider": "provider", "prompt_id": "prompt_id",
     "prompt_version": "prompt_version", "user_id": "user_id", "error_type": "error_type",
 }  # fmt: skip
 

@@ -11,7 +11,7 @@ from kansoku.store._rows import READ_COLUMNS
 SELECT_SPAN = ", ".join(READ_COLUMNS)
 
 _GROUP_COLUMNS = {
-    "model": "model", "provider": "provider", "prompt_id": "prompt_id",
+    "model": "coalesce(model, request_model)", "provider": "provider", "prompt_id": "prompt_id",
     "prompt_version": "prompt_version", "user_id": "user_id", "error_type": "error_type",
 }  # fmt: skip
 
