@@ -98,7 +98,7 @@ FILTERS = [
     _param("context_id", "The session / conversation."),
     _param("prompt_id", "The prompt template id."),
     _param("prompt_version", "The prompt template version."),
-    _param("model", "Model: the response model, or the requested one when the call failed before a response."),
+    _param("model", "The response model, or the requested one if the call failed before a response."),
     _param("provider", "openai, anthropic, ..."),
     _param("error_type", "Error class.", {"enum": sorted(ERROR_TYPES)}),
     _param("status", "Span status.", {"enum": ["ok", "error", "unset"]}),
