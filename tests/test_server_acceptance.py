@@ -514,6 +514,21 @@ def test_binding_beyond_loopback_without_keys_is_refused(tmp_path, monkeypatch, 
     check_bind(exposed)  # with keys, every request must authenticate: allowed
 
 
+def test_sql_payloads_as_api_keys_are_plain_401s(tmp_path):
+    """Keys are looked up by hash, never spliced into a query: payloads in either header are 401s."""
+    settings = ServerSettings(port=0, data_dir=str(tmp_path / "data"))
+    read_key, _ = KeyRing(settings.keys_file).create("team-a", "read")
+    srv = start_server(settings, DuckDBStore(str(tmp_path / "kansoku.duckdb")))
+    try:
+        for payload in ("' OR 1=1 --", "x'; DROP TABLE spans; --", "\\", read_key + "' OR '1'='1"):
+            for headers in ({"Authorization": f"Bearer {payload}"}, {"x-api-key": payload}):
+                resp = srv.request("GET", "/api/v1/calls", headers=headers)
+                assert error_of(resp, 401)["code"] == "invalid_key"
+        assert srv.get("/api/v1/calls", key=read_key).status == 200
+    finally:
+        srv.stop()
+
+
 # -- 6. SQL injection over HTTP -------------------------------------------------------------------
 
 
