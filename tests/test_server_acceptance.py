@@ -856,3 +856,25 @@ def test_a_full_write_ahead_log_answers_429_and_keeps_everything_it_acknowledged
         stored = walk(srv, user_id="bp")
         assert span_ids(stored) == span_ids(acked)
         assert srv.ingest(llm_records(5, user_id="bp")).status == 200  # room again
+
+
+def test_sdk_records_made_while_the_collector_is_down_arrive_once_it_is_back(monkeypatch, tmp_path):
+    """reliability.md 3: the SDK spools while the collector is away; nothing is lost or doubled."""
+    from helpers.sdk import free_port
+
+    port = free_port()
+    settings = ServerSettings(port=port, data_dir=str(tmp_path / "data"), load_interval_ms=10)
+    with started_sdk(monkeypatch, tmp_path, service_name="offline-bot") as start:
+        start(f"http://127.0.0.1:{port}", retry_base_ms=20, retry_cap_ms=200, flush_interval_ms=20)
+        with kansoku.context(user_id="u-offline", session_id="s-offline"):
+            for i in range(300):
+                with kansoku.span(f"step-{i}"):
+                    pass
+        assert kansoku.flush(timeout=10)  # exported or durably spooled: here, spooled
+        srv = start_server(settings, DuckDBStore(str(tmp_path / "kansoku.duckdb")))
+        try:
+            assert wait_until(lambda: len(walk(srv, user_id="u-offline", type="span")) >= 300, timeout=30)
+            records = walk(srv, user_id="u-offline", type="span")
+            assert len(records) == len({r["span_id"] for r in records}) == 300
+        finally:
+            srv.stop()
