@@ -66,7 +66,7 @@ class DuckDBStore:
         self._con = duckdb.connect(path)
         # At the default 16 MiB of WAL nearly every bulk load triggers a checkpoint, which
         # compresses and rewrites the table's last, partly filled row group again and again:
-        # 256 MiB measured ~1.5-2x faster loads and a ~40 % smaller file (bench/store_load.py);
+        # 256 MiB measured ~1.2-1.6x faster loads and a ~45 % smaller file (bench/store_load.py);
         # the cost is a WAL of up to that size to replay when the store reopens after a crash.
         self._con.execute(f"SET checkpoint_threshold = '{_CHECKPOINT_THRESHOLD}'")
         self._write_lock = threading.Lock()

@@ -28,35 +28,47 @@ _CREATE_SPANS = "CREATE TABLE IF NOT EXISTS spans (\n  {}\n)".format(
     ",\n  ".join(f"{name} {ty}" for name, ty in SPAN_COLUMN_TYPES)
 )
 
-#: Columns stored with ZSTD (from migration 3): the prompts and replies, ~85 % of a row's bytes.
-#: DuckDB's default for strings (dictionary + FSST) spent most of a bulk load compressing them;
-#: ZSTD both loads faster and stores smaller (bench/store_load.py has the figures).
-ZSTD_COLUMNS = frozenset({"input_text", "output_text", "input_messages", "output_messages"})
+#: Columns stored with ZSTD by migration 3: the prompts and replies, ~85 % of a row's bytes. With
+#: DuckDB's default for strings (dictionary + FSST) and 16 MiB checkpoints, compressing them was
+#: most of a bulk load; ZSTD loads faster and stores them in about half the space.
+_ZSTD_V3 = frozenset({"input_text", "output_text", "input_messages", "output_messages"})
 
-_CREATE_SPANS_V3 = "CREATE TABLE spans_v3 (\n  {}\n)".format(
-    ",\n  ".join(
-        f"{name} {ty}" + (" USING COMPRESSION zstd" if name in ZSTD_COLUMNS else "")
-        for name, ty in SPAN_COLUMN_TYPES
+#: Columns stored with ZSTD from migration 4 on: the messages only (~45 % of a row's bytes), read
+#: only when a row is fetched. The rendered input_text / output_text went back to the default:
+#: text search scans them, and in ZSTD a day's scan took ~25 % longer and fetching a page of rows
+#: too, so the user + time search missed its 50 ms p95 over 10 M calls (bench/store_query.py).
+ZSTD_COLUMNS = frozenset({"input_messages", "output_messages"})
+
+
+def _create_spans(table: str, zstd: frozenset[str]) -> str:
+    return "CREATE TABLE {} (\n  {}\n)".format(
+        table,
+        ",\n  ".join(
+            f"{name} {ty}" + (" USING COMPRESSION zstd" if name in zstd else "")
+            for name, ty in SPAN_COLUMN_TYPES
+        ),
     )
-)
+
+
+def _rebuild(table: str, zstd: frozenset[str]) -> tuple[str, ...]:
+    """A column's compression is fixed when the table is made, so the table is rebuilt (in start
+    time order, which keeps the zone maps on start_ns tight)."""
+    return (
+        _create_spans(table, zstd),
+        f"INSERT INTO {table} SELECT * FROM spans ORDER BY start_ns",  # noqa: S608 (constants only)
+        "DROP TABLE spans",
+        f"ALTER TABLE {table} RENAME TO spans",
+        "CREATE INDEX spans_trace_id ON spans (trace_id)",
+    )
+
 
 #: (version, statements). Append only: never edit a released migration.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, (_CREATE_SPANS,)),
     # One trace by id: ~40 ms full scan at 1 M rows vs ~2 ms with this ART index (~15 % ingest cost).
     (2, ("CREATE INDEX IF NOT EXISTS spans_trace_id ON spans (trace_id)",)),
-    # A column's compression is fixed when the table is made, so the table is rebuilt (in start
-    # time order, which keeps the zone maps on start_ns tight).
-    (
-        3,
-        (
-            _CREATE_SPANS_V3,
-            "INSERT INTO spans_v3 SELECT * FROM spans ORDER BY start_ns",
-            "DROP TABLE spans",
-            "ALTER TABLE spans_v3 RENAME TO spans",
-            "CREATE INDEX spans_trace_id ON spans (trace_id)",
-        ),
-    ),
+    (3, _rebuild("spans_v3", _ZSTD_V3)),
+    (4, _rebuild("spans_v4", ZSTD_COLUMNS)),
 )
 
 
