@@ -53,6 +53,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _report import cpu_model, git_commit, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Collector ingest (bench/ingest.py)"
 TARGET_SPANS_S = 100_000
@@ -668,33 +670,6 @@ class Dist:
         return f"{statistics.median(v):,.{digits}f} [{min(v):,.{digits}f}, {max(v):,.{digits}f}]"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_commit() -> str:
-    """The checked-out commit, read from ``.git`` without running git."""
-    try:
-        head = (ROOT / ".git" / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head[:10]
-        ref = head[5:]
-        if (ROOT / ".git" / ref).exists():
-            return (ROOT / ".git" / ref).read_text().strip()[:10]
-        for line in (ROOT / ".git" / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line[:10]
-    except OSError:
-        pass
-    return "unknown"
-
-
 def version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -810,24 +785,6 @@ def report(runs: list[Run], meta: dict[str, Any]) -> str:
         )
     add("")
     return "\n".join(out)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path``, keeping every other section as it is."""
-    text = path.read_text() if path.exists() else (
-        "# Benchmark results\n\nEach section is written by the benchmark it names; rerun it to refresh.\n"
-    )  # fmt: skip
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        before, after = text.rstrip("\n") + "\n\n", ""
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        before, after = "".join(lines[:start]), "".join(lines[end:])
-    new = before + section.rstrip("\n") + "\n" + ("\n" + after if after else "")
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
 
 
 # -- main ------------------------------------------------------------------------------------------------
@@ -961,7 +918,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(section)
     print(f"(took {time.perf_counter() - started:.1f} s)", file=sys.stderr)
     if args.write:
-        write_section(args.results, section)
+        write_section(args.results, section, SECTION)
         print(f"wrote {args.results}", file=sys.stderr)
     return 0
 

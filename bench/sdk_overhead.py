@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import kansoku
+from _report import cpu_model, git_commit, write_section
 from kansoku.export import ExportResult
 from kansoku.instrument._capture import PendingCall
 from kansoku.instrument._openai import _ask_stream_usage, _extractor_for
@@ -497,35 +498,6 @@ def record_round(n: int, parsed: Parsed, procs: list[Any], results: Results) -> 
 # -- report -------------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_commit() -> str:
-    """The checked-out commit, read from ``.git`` without running git."""
-    head_file = ROOT / ".git" / "HEAD"
-    try:
-        head = head_file.read_text().strip()
-        if not head.startswith("ref: "):
-            return head[:10]
-        ref = head[5:]
-        ref_file = ROOT / ".git" / ref
-        if ref_file.exists():
-            return ref_file.read_text().strip()[:10]
-        for line in (ROOT / ".git" / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line[:10]
-    except OSError:
-        pass
-    return "unknown"
-
-
 def version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -660,24 +632,6 @@ def report(r: Results, meta: dict[str, Any]) -> str:
     add(f"| streamed call: + capture (wrapper alone) = **total** | {r['stream.total'].fmt(2)} |")
     add("")
     return "\n".join(out)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path``, keeping every other section as it is."""
-    text = path.read_text() if path.exists() else (
-        "# Benchmark results\n\nEach section is written by the benchmark it names; rerun it to refresh.\n"
-    )  # fmt: skip
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        before, after = text.rstrip("\n") + "\n\n", ""
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        before, after = "".join(lines[:start]), "".join(lines[end:])
-    new = before + section.rstrip("\n") + "\n" + ("\n" + after if after else "")
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
 
 
 # -- main ---------------------------------------------------------------------------------------------
@@ -841,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(section)
     print(f"(took {time.perf_counter() - started:.1f} s)", file=sys.stderr)
     if args.write:
-        write_section(args.results, section)
+        write_section(args.results, section, SECTION)
         print(f"wrote {args.results}", file=sys.stderr)
     return 0
 

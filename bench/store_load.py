@@ -41,7 +41,8 @@ import kansoku.store._duckdb_schema as schema
 from kansoku.store import DuckDBStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_query import DAY, END_NS, ROOT, command, load_average, machine, write_section
+from _report import write_section
+from store_query import DAY, END_NS, ROOT, command, load_average, machine
 from synth import Synth
 
 SECTION = "## Store bulk load (DuckDB; bench/store_load.py)"

@@ -41,6 +41,7 @@ import duckdb
 from kansoku.store import CallQuery, DuckDBStore, StatsQuery
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import write_section
 from synth import NS_PER_S, Synth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,24 +99,6 @@ def machine() -> str:
         f"shared; Linux {platform.release()}, CPython {platform.python_version()}, "
         f"DuckDB {duckdb.__version__}"
     )
-
-
-def write_section(path: Path, section: str, title: str) -> None:
-    """Replace the section headed ``title`` in ``path``, keeping every other section as it is."""
-    text = path.read_text() if path.exists() else (
-        "# Benchmark results\n\nEach section is written by the benchmark it names; rerun it to refresh.\n"
-    )  # fmt: skip
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == title), None)
-    if start is None:
-        before, after = text.rstrip("\n") + "\n\n", ""
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        before, after = "".join(lines[:start]), "".join(lines[end:])
-    new = before + section.rstrip("\n") + "\n" + ("\n" + after if after else "")
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
