@@ -41,7 +41,10 @@ def test_duckdb_relative_path_and_memory(tmp_path, monkeypatch):
     [
         ("duckdb://", "needs a file path"),
         ("duckdb:///tmp/dir/", "needs a file path"),
-        ("duckdb:///x.duckdb?mode=ro", r"no \?query"),
+        ("duckdb:///x.duckdb?mode=ro", r"unknown duckdb option\(s\) \['mode'\]"),
+        ("duckdb:///x.duckdb?memory_limit=lots", "memory_limit must look like"),
+        ("duckdb:///x.duckdb?threads=0", "threads must be a number"),
+        ("duckdb:///x.duckdb?threads=" + "9" * 5000, "threads must be a number"),
         ("nosuch://x", "unknown store scheme 'nosuch'"),
         ("just-a-path.duckdb", "scheme://"),
     ],
@@ -50,6 +53,16 @@ def test_bad_store_urls_name_the_problem(url, message):
     with pytest.raises(ConfigError, match=message) as info:
         open_store(url)
     assert info.value.setting == "url"
+
+
+def test_duckdb_memory_and_thread_caps(tmp_path):
+    store = open_store(f"duckdb://{tmp_path}/k.duckdb?memory_limit=256MB&threads=1")
+    try:
+        con = store._con  # type: ignore[attr-defined]
+        got = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+        assert got == ("244.1 MiB", 1)
+    finally:
+        store.close()
 
 
 def test_bad_retention_days():

@@ -56,14 +56,28 @@ _INSERT = (
 class DuckDBStore:
     """A :class:`~kansoku.store.Store` on DuckDB. ``retention_days=None`` keeps everything."""
 
-    def __init__(self, path: str = ":memory:", retention_days: int | None = 30) -> None:
+    def __init__(
+        self,
+        path: str = ":memory:",
+        retention_days: int | None = 30,
+        *,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         if retention_days is not None and (
             isinstance(retention_days, bool) or not isinstance(retention_days, int) or retention_days <= 0
         ):
             raise ValueError("retention_days must be a positive integer or None")
         self.path = path
         self.retention_days = retention_days
-        self._con = duckdb.connect(path)
+        # DuckDB takes 80 % of RAM and every core by default; a collector beside other services
+        # may cap both (duckdb:///path?memory_limit=1GB&threads=2). Validated by open_store.
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
+        if threads is not None:
+            config["threads"] = threads
+        self._con = duckdb.connect(path, config=config)
         # At the default 16 MiB of WAL nearly every bulk load triggers a checkpoint, which
         # compresses and rewrites the table's last, partly filled row group again and again:
         # 256 MiB measured ~1.2-1.6x faster loads and a ~45 % smaller file (bench/store_load.py);

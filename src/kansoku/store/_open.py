@@ -14,6 +14,7 @@ setting ``url``; they never repeat a password.
 
 from __future__ import annotations
 
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -74,18 +75,37 @@ def safe_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+_DUCKDB_OPTIONS = ("memory_limit", "threads")
+_MEMORY = re.compile(r"^\d{1,6}(\.\d{1,3})?\s?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
 def _duckdb(url: str, retention_days: int | None) -> Store:
     from kansoku.store._duckdb import DuckDBStore
 
     rest = url.split("://", 1)[1]
-    if "?" in rest or "#" in rest:
-        raise ConfigError("url", "a duckdb:// URL takes no ?query or #fragment")
+    if "#" in rest:
+        raise ConfigError("url", "a duckdb:// URL takes no #fragment")
+    rest, _, query = rest.partition("?")
+    options = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=False) if query else {}
+    unknown = sorted(set(options) - set(_DUCKDB_OPTIONS))
+    if unknown:
+        raise ConfigError("url", f"unknown duckdb option(s) {unknown}; known: {list(_DUCKDB_OPTIONS)}")
+    memory = options.get("memory_limit", [None])[-1]
+    if memory is not None and not _MEMORY.match(memory):
+        raise ConfigError("url", f"memory_limit must look like 512MB or 2GiB, got {memory[:20]!r}")
+    threads_raw = options.get("threads", [None])[-1]
+    threads = None
+    if threads_raw is not None:
+        ok = threads_raw.isascii() and threads_raw.isdigit() and len(threads_raw) <= 3
+        if not ok or not 1 <= int(threads_raw) <= 256:
+            raise ConfigError("url", f"threads must be a number from 1 to 256, got {threads_raw[:20]!r}")
+        threads = int(threads_raw)
     path = urllib.parse.unquote(rest)
     if path in ("/:memory:", ":memory:"):
         path = ":memory:"
     elif not path or path.endswith("/"):
         raise ConfigError("url", "needs a file path, e.g. duckdb:///var/lib/kansoku/spans.duckdb")
-    return DuckDBStore(path, retention_days=retention_days)
+    return DuckDBStore(path, retention_days=retention_days, memory_limit=memory, threads=threads)
 
 
 def _clickhouse(url: str, retention_days: int | None) -> Store:
