@@ -40,7 +40,7 @@ from kansoku.store._clickhouse_schema import (
 from kansoku.store._clickhouse_sql import SELECT_SPAN, calls_sql, identifier, quote, stats_sql
 from kansoku.store._clickhouse_url import ClickHouseConfig, parse_clickhouse_url
 from kansoku.store._protocol import CallQuery, Page, StatsQuery, StatsRow, check_id, check_range
-from kansoku.store._rows import dedupe, from_row, to_ndjson
+from kansoku.store._rows import batch_rows, from_row
 
 _ID_CHUNK = 5000  # span ids per existence check (keeps the SQL well under the parser's limits)
 _MUTATION_WAIT_S = 300.0
@@ -138,13 +138,8 @@ class ClickHouseStore:
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, spans: Sequence[Span], project: str = "default") -> int:
-        check_id("project", project)
-        batch = dedupe(spans)
-        if not batch:
-            return 0
-        return self._load(
-            to_ndjson(batch, project), min(s.start_ns for s in batch), max(s.start_ns for s in batch)
-        )
+        rows, lo, hi = batch_rows(spans, check_id("project", project))
+        return self._load(rows, lo, hi) if rows else 0
 
     def load(self, rows: bytes, lo_ns: int, hi_ns: int) -> int:
         check_range(lo_ns, hi_ns)

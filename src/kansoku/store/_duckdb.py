@@ -26,7 +26,7 @@ from kansoku.model import Span
 from kansoku.store._duckdb_schema import SPAN_COLUMN_TYPES, migrate
 from kansoku.store._duckdb_sql import SELECT_SPAN, calls_sql, stats_sql
 from kansoku.store._protocol import CallQuery, Page, StatsQuery, StatsRow, check_id, check_range
-from kansoku.store._rows import COLUMNS, dedupe, from_row, to_ndjson
+from kansoku.store._rows import COLUMNS, batch_rows, from_row
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _CHECKPOINT_THRESHOLD = "256MiB"
@@ -89,13 +89,8 @@ class DuckDBStore:
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, spans: Sequence[Span], project: str = "default") -> int:
-        check_id("project", project)
-        batch = dedupe(spans)
-        if not batch:
-            return 0
-        return self._load(
-            to_ndjson(batch, project), min(s.start_ns for s in batch), max(s.start_ns for s in batch)
-        )
+        rows, lo, hi = batch_rows(spans, check_id("project", project))
+        return self._load(rows, lo, hi) if rows else 0
 
     def load(self, rows: bytes, lo_ns: int, hi_ns: int) -> int:
         check_range(lo_ns, hi_ns)

@@ -91,6 +91,15 @@ def dedupe(spans: Sequence[Span]) -> list[Span]:
     return list(by_id.values()) if len(by_id) != len(spans) else list(spans)
 
 
+def batch_rows(spans: Sequence[Span], project: str) -> tuple[bytes, int, int]:
+    """``(rows, lo_ns, hi_ns)`` of a batch for ``Store.load``: deduplicated rows and their
+    start-time range; ``(b"", 0, 0)`` when there is nothing to write."""
+    batch = dedupe(spans)
+    if not batch:
+        return b"", 0, 0
+    return to_ndjson(batch, project), min(s.start_ns for s in batch), max(s.start_ns for s in batch)
+
+
 def to_ndjson(spans: Sequence[Span], project: str) -> bytes:
     """One JSON object per line, keyed by column name (``latency_ms`` left out)."""
     return b"".join([_line(s, project) for s in spans])
