@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import threading
@@ -95,6 +96,13 @@ def _run_up(args: argparse.Namespace) -> int:
 
     async def on_ready(url: str, collector: Any) -> None:
         print(_banner(url, demo=args.demo), flush=True)
+        if args.demo and collector.keys.enabled and not os.environ.get("KANSOKU_API_KEY"):
+            print(
+                "kansoku up --demo: this data dir has API keys, so the demo app needs one: set "
+                "KANSOKU_API_KEY to an ingest key, or pass a fresh --data-dir",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.demo:
             t = threading.Thread(target=_demo_traffic, args=(url, stop), name="kansoku-demo", daemon=True)
             t.start()
