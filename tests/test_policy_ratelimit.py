@@ -10,13 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kansoku.policy._ratelimit import (
-    BucketState,
-    Limiter,
-    Rule,
-    SlidingWindow,
-    TokenBucket,
-)
+from kansoku.policy import BucketState, Limiter, Rule, SlidingWindow, TokenBucket
 from kansoku.testing import FakeClock
 
 # ---- configuration ------------------------------------------------------------------------------

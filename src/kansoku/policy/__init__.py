@@ -18,15 +18,13 @@ from kansoku.policy._breaker import (
     state_from_dict,
     state_to_dict,
 )
+from kansoku.policy._limiter import Limiter, Rule, Verdict
 from kansoku.policy._ratelimit import (
     BucketState,
     Decision,
-    Limiter,
     RateLimit,
-    Rule,
     SlidingWindow,
     TokenBucket,
-    Verdict,
     WindowState,
 )
 from kansoku.policy._retry import (

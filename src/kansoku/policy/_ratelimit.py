@@ -1,4 +1,4 @@
-"""Rate limits as values: a token bucket, an exact sliding window, and a registry over them.
+"""Rate limits as values: a token bucket and an exact sliding window (the registry is ``_limiter``).
 
 Each limit is a frozen config plus pure functions ``(state, amount, now) -> (Decision, state)``
 over a small serialisable state, so they are tested with explicit times and the same state can
@@ -12,20 +12,17 @@ Costs above what a limit can ever hold are refused with ``retry_after_s=None`` (
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
-
-from kansoku.clock import SYSTEM_CLOCK, Clock
+from typing import NamedTuple
 
 
-def _positive(name: str, value: float) -> None:
+def check_positive(name: str, value: float) -> None:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
-def _amount(name: str, value: float) -> None:
+def check_amount(name: str, value: float) -> None:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
@@ -71,8 +68,8 @@ class TokenBucket:
     refill_per_s: float
 
     def __post_init__(self) -> None:
-        _positive("capacity", self.capacity)
-        _positive("refill_per_s", self.refill_per_s)
+        check_positive("capacity", self.capacity)
+        check_positive("refill_per_s", self.refill_per_s)
 
     def _level(self, state: BucketState, now: float) -> float:
         # A clock that steps back (another replica, NTP) must not add or remove tokens.
@@ -85,7 +82,7 @@ class TokenBucket:
 
     def take(self, state: BucketState | None, cost: float, now: float) -> tuple[Decision, BucketState]:
         """Take ``cost`` tokens if available. A refused take returns the state unchanged."""
-        _amount("cost", cost)
+        check_amount("cost", cost)
         state = BucketState(self.capacity, now) if state is None else state
         level = self._level(state, now)
         if level >= cost:
@@ -98,14 +95,14 @@ class TokenBucket:
 
     def refund(self, state: BucketState | None, amount: float, now: float) -> BucketState:
         """Give back tokens taken on an over-estimate (never above ``capacity``)."""
-        _amount("amount", amount)
+        check_amount("amount", amount)
         if state is None:
             return BucketState(self.capacity, now)
         return self._settled(state, now, min(self.capacity, self._level(state, now) + amount))
 
     def charge(self, state: BucketState | None, amount: float, now: float) -> BucketState:
         """Take tokens used beyond an estimate, unconditionally: the balance may go negative."""
-        _amount("amount", amount)
+        check_amount("amount", amount)
         level = self.capacity if state is None else self._level(state, now)
         return self._settled(state, now, level - amount)
 
@@ -135,9 +132,9 @@ class SlidingWindow:
     resolution_s: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive("limit", self.limit)
-        _positive("window_s", self.window_s)
-        _amount("resolution_s", self.resolution_s)
+        check_positive("limit", self.limit)
+        check_positive("window_s", self.window_s)
+        check_amount("resolution_s", self.resolution_s)
 
     def _live(self, state: WindowState, now: float) -> WindowState:
         return tuple(e for e in state if now - e[0] < self.window_s)
@@ -158,7 +155,7 @@ class SlidingWindow:
 
     def take(self, state: WindowState | None, cost: float, now: float) -> tuple[Decision, WindowState]:
         """Record ``cost`` if the window has room. A refused take returns the state unchanged."""
-        _amount("cost", cost)
+        check_amount("cost", cost)
         state = () if state is None else state
         live = self._live(state, now)
         used = sum(w for _, w in live)
@@ -184,7 +181,7 @@ class SlidingWindow:
         The estimate's own entry is unknown here; taking from older ones (which expire sooner)
         can only keep weight counted longer than exact accounting would, never shorter.
         """
-        _amount("amount", amount)
+        check_amount("amount", amount)
         kept: list[tuple[float, float]] = []
         for ts, w in self._live(state or (), now):
             take = min(w, amount)
@@ -195,7 +192,7 @@ class SlidingWindow:
 
     def charge(self, state: WindowState | None, amount: float, now: float) -> WindowState:
         """Record use beyond an estimate, unconditionally: the window may go over its limit."""
-        _amount("amount", amount)
+        check_amount("amount", amount)
         return self._append(self._live(state or (), now), amount, now)
 
     def idle(self, state: WindowState, now: float) -> bool:
@@ -204,115 +201,3 @@ class SlidingWindow:
 
 
 RateLimit = TokenBucket | SlidingWindow
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One limit applied to one subject, e.g. ``Rule("user", "u-42", TokenBucket(60, 1))``.
-
-    ``cost`` fixes what a check takes from this rule (1 for a requests limit checked together
-    with a tokens limit); ``None`` takes the check's own cost and makes the rule reconcilable.
-    """
-
-    scope: str
-    key: str
-    limit: RateLimit
-    cost: float | None = None
-
-    @property
-    def state_key(self) -> tuple[str, str, RateLimit]:
-        # The limit is part of the key, so a requests and a tokens limit on one subject do not
-        # collide, and a changed configuration starts from fresh state.
-        return (self.scope, self.key, self.limit)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """All rules' answer: allowed only if every rule allowed. ``retry_after_s`` is the largest
-    wait among refusing rules (``None`` if one never admits); ``decisions`` follow the rules."""
-
-    allowed: bool
-    retry_after_s: float | None
-    decisions: tuple[Decision, ...]
-
-
-class Limiter:
-    """In-process, thread-safe states of many rules, checked all-or-nothing.
-
-    States equal to fresh ones (bucket full, window empty) are swept out, amortised over calls,
-    so memory follows the subjects active within the last window or refill time.
-    """
-
-    def __init__(self, clock: Clock = SYSTEM_CLOCK, sweep_every: int = 1024) -> None:
-        _positive("sweep_every", sweep_every)
-        self._clock = clock
-        self._sweep_every = sweep_every
-        self._states: dict[tuple[str, str, RateLimit], Any] = {}
-        self._touches = 0
-        self._kept = 0  # states left by the last sweep
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._states)
-
-    def check(self, rules: Sequence[Rule], cost: float = 1.0, now: float | None = None) -> Verdict:
-        """Take from every rule, or from none if any refuses."""
-        now = self._clock.monotonic() if now is None else now
-        with self._lock:
-            staged: dict[tuple[str, str, RateLimit], Any] = {}
-            decisions: list[Decision] = []
-            for rule in rules:
-                k = rule.state_key
-                state = staged[k] if k in staged else self._states.get(k)
-                decision, new = rule.limit.take(state, cost if rule.cost is None else rule.cost, now)
-                decisions.append(decision)
-                if decision.allowed:
-                    staged[k] = new  # a later rule on the same state sees this take
-            refused = [d.retry_after_s for d in decisions if not d.allowed]
-            if not refused:
-                self._states.update(staged)
-            self._tick(len(rules), now)
-        if not refused:
-            return Verdict(True, 0.0, tuple(decisions))
-        retry = None if None in refused else max(r for r in refused if r is not None)
-        return Verdict(False, retry, tuple(decisions))
-
-    def reconcile(
-        self, rules: Sequence[Rule], estimate: float, actual: float, now: float | None = None
-    ) -> None:
-        """Settle an admitted check once the real cost is known (rules with a fixed cost skip)."""
-        _amount("estimate", estimate)
-        _amount("actual", actual)
-        now = self._clock.monotonic() if now is None else now
-        with self._lock:
-            for rule in rules:
-                if rule.cost is not None or actual == estimate:
-                    continue
-                k = rule.state_key
-                state = self._states.get(k)
-                if actual < estimate:
-                    self._states[k] = rule.limit.refund(state, estimate - actual, now)
-                else:
-                    self._states[k] = rule.limit.charge(state, actual - estimate, now)
-            self._tick(len(rules), now)
-
-    def sweep(self, now: float | None = None) -> int:
-        """Drop every state equal to a fresh one; returns how many were dropped."""
-        now = self._clock.monotonic() if now is None else now
-        with self._lock:
-            return self._sweep(now)
-
-    def _tick(self, touched: int, now: float) -> None:
-        # Sweep once the states touched since the last sweep outnumber those it kept: memory
-        # stays within twice the active states, and each sweep is paid for by as many touches.
-        self._touches += touched
-        if self._touches >= max(self._sweep_every, self._kept):
-            self._sweep(now)
-
-    def _sweep(self, now: float) -> int:
-        idle = [k for k, s in self._states.items() if k[2].idle(s, now)]
-        for k in idle:
-            del self._states[k]
-        self._touches, self._kept = 0, len(self._states)
-        return len(idle)
