@@ -1,7 +1,7 @@
 """The gateway (in progress): an OpenAI-compatible proxy with reliability policies.
 
-This release has its configuration: YAML with ``${ENV}`` substitution, validated into frozen
-values with errors that name the file, the line and the fix.
+This release has its configuration (YAML with ``${ENV}`` substitution, validated into frozen
+values with errors that name the file, the line and the fix) and the dead-letter store.
 """
 
 from kansoku.gateway._config import (
@@ -17,17 +17,22 @@ from kansoku.gateway._config import (
     load_config,
     parse_config,
 )
+from kansoku.gateway._deadletter import Attempt, DeadLetter, DeadLetterStore, SQLiteDeadLetters
 from kansoku.gateway._yaml import ConfigFileError
 
 __all__ = [
     "PROVIDERS",
     "ROUTING",
+    "Attempt",
     "Breaker",
     "ConfigFileError",
+    "DeadLetter",
+    "DeadLetterStore",
     "Deployment",
     "GatewayConfig",
     "ModelRoute",
     "Retry",
+    "SQLiteDeadLetters",
     "Secret",
     "Validate",
     "load_config",
