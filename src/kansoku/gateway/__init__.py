@@ -1,9 +1,19 @@
 """The gateway (in progress): an OpenAI-compatible proxy with reliability policies.
 
 This release has its configuration (YAML with ``${ENV}`` substitution, validated into frozen
-values with errors that name the file, the line and the fix) and the dead-letter store.
+values with errors that name the file, the line and the fix), the dead-letter store, and the
+translation between OpenAI chat requests and Anthropic messages (requests, replies, streams,
+errors).
 """
 
+from kansoku.gateway._anthropic import DEFAULT_MAX_TOKENS, TranslationError, to_anthropic_request
+from kansoku.gateway._anthropic_stream import (
+    AnthropicStreamError,
+    AnthropicStreamTranslator,
+    SseParser,
+    error_from_anthropic,
+    from_anthropic_response,
+)
 from kansoku.gateway._config import (
     PROVIDERS,
     ROUTING,
@@ -21,8 +31,11 @@ from kansoku.gateway._deadletter import Attempt, DeadLetter, DeadLetterStore, SQ
 from kansoku.gateway._yaml import ConfigFileError
 
 __all__ = [
+    "DEFAULT_MAX_TOKENS",
     "PROVIDERS",
     "ROUTING",
+    "AnthropicStreamError",
+    "AnthropicStreamTranslator",
     "Attempt",
     "Breaker",
     "ConfigFileError",
@@ -34,7 +47,12 @@ __all__ = [
     "Retry",
     "SQLiteDeadLetters",
     "Secret",
+    "SseParser",
+    "TranslationError",
     "Validate",
+    "error_from_anthropic",
+    "from_anthropic_response",
     "load_config",
     "parse_config",
+    "to_anthropic_request",
 ]
