@@ -28,6 +28,17 @@ from kansoku.gateway._config import (
     parse_config,
 )
 from kansoku.gateway._deadletter import Attempt, DeadLetter, DeadLetterStore, SQLiteDeadLetters
+from kansoku.gateway._validate import (
+    Outcome,
+    SchemaError,
+    ValidationFailure,
+    Validator,
+    compile_schema,
+    extract_json,
+    reask_messages,
+    schema_from_request,
+    validate_answer,
+)
 from kansoku.gateway._yaml import ConfigFileError
 
 __all__ = [
@@ -44,15 +55,24 @@ __all__ = [
     "Deployment",
     "GatewayConfig",
     "ModelRoute",
+    "Outcome",
     "Retry",
     "SQLiteDeadLetters",
+    "SchemaError",
     "Secret",
     "SseParser",
     "TranslationError",
     "Validate",
+    "ValidationFailure",
+    "Validator",
+    "compile_schema",
     "error_from_anthropic",
+    "extract_json",
     "from_anthropic_response",
     "load_config",
     "parse_config",
+    "reask_messages",
+    "schema_from_request",
     "to_anthropic_request",
+    "validate_answer",
 ]
