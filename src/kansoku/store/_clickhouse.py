@@ -253,32 +253,11 @@ class ClickHouseStore:
         )
 
     def stats(self, q: StatsQuery) -> list[StatsRow]:
-        out = []
-        for g, b, n, errors, by_type, lat_q, ttft_q, tin, tout, tok_q, cost in self._client.select(
-            stats_sql(q)
-        ):
-            lat, ttft, tok = _floats(lat_q), _floats(ttft_q), _floats(tok_q)
-            out.append(
-                StatsRow(
-                    group=g,
-                    bucket_start_ns=b,
-                    count=int(n),
-                    errors=int(errors),
-                    errors_by_type={str(k): int(v) for k, v in by_type},
-                    latency_p50=lat[0],
-                    latency_p95=lat[1],
-                    latency_p99=lat[2],
-                    ttft_p50=ttft[0],
-                    ttft_p95=ttft[1],
-                    ttft_p99=ttft[2],
-                    input_tokens=tin,
-                    output_tokens=tout,
-                    tokens_p50=tok[0],
-                    tokens_p95=tok[1],
-                    cost_usd=None if cost is None else float(cost),
-                )
-            )
-        return out
+        # An empty quantile state gives NaN, which the JSON output writes as null.
+        return [
+            StatsRow.of(g, b, n, errors, by_type, lat, ttft, tin, tout, tok, cost)
+            for g, b, n, errors, by_type, lat, ttft, tin, tout, tok, cost in self._client.select(stats_sql(q))
+        ]
 
     def close(self) -> None:
         if not self._closed:
@@ -308,8 +287,3 @@ def _run_once(endpoint: Endpoint, timeout: float, sql: str) -> None:
         client.execute(sql)
     finally:
         client.close()
-
-
-def _floats(values: Sequence[Any]) -> list[float | None]:
-    # An empty quantile state gives NaN, which the JSON output writes as null.
-    return [None if v is None else float(v) for v in values]

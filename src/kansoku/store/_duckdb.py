@@ -150,32 +150,10 @@ class DuckDBStore:
 
     def stats(self, q: StatsQuery) -> list[StatsRow]:
         sql, params = stats_sql(q)
-        out = []
-        for g, b, n, errors, by_type, lat_q, ttft_q, tin, tout, tok_q, cost in self._fetch(sql, params):
-            lat = lat_q or (None, None, None)
-            ttft = ttft_q or (None, None, None)
-            tok = tok_q or (None, None)
-            out.append(
-                StatsRow(
-                    group=g,
-                    bucket_start_ns=b,
-                    count=n,
-                    errors=errors,
-                    errors_by_type={str(k): int(v) for k, v in (by_type or {}).items()},
-                    latency_p50=lat[0],
-                    latency_p95=lat[1],
-                    latency_p99=lat[2],
-                    ttft_p50=ttft[0],
-                    ttft_p95=ttft[1],
-                    ttft_p99=ttft[2],
-                    input_tokens=tin,
-                    output_tokens=tout,
-                    tokens_p50=tok[0],
-                    tokens_p95=tok[1],
-                    cost_usd=cost,
-                )
-            )
-        return out
+        return [
+            StatsRow.of(g, b, n, errors, (by_type or {}).items(), lat, ttft, tin, tout, tok, cost)
+            for g, b, n, errors, by_type, lat, ttft, tin, tout, tok, cost in self._fetch(sql, params)
+        ]
 
     def close(self) -> None:
         if not self._closed:

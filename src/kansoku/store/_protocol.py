@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -221,6 +221,43 @@ class StatsRow:
     tokens_p50: float | None = None
     tokens_p95: float | None = None
     cost_usd: float | None = None
+
+    @classmethod
+    def of(  # noqa: PLR0917 -- mirrors the aggregate columns both backends select, in order
+        cls,
+        group: str | None,
+        bucket_start_ns: int | None,
+        count: int,
+        errors: int,
+        errors_by_type: Iterable[tuple[Any, Any]],
+        latency: Sequence[Any] | None,
+        ttft: Sequence[Any] | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        tokens: Sequence[Any] | None,
+        cost_usd: float | None,
+    ) -> StatsRow:
+        """A row from a backend's aggregate columns (quantile lists may be missing or hold None)."""
+        lat, tt, tok = _quantiles(latency, 3), _quantiles(ttft, 3), _quantiles(tokens, 2)
+        return cls(
+            group=group,
+            bucket_start_ns=bucket_start_ns,
+            count=int(count),
+            errors=int(errors),
+            errors_by_type={str(k): int(v) for k, v in errors_by_type},
+            latency_p50=lat[0], latency_p95=lat[1], latency_p99=lat[2],
+            ttft_p50=tt[0], ttft_p95=tt[1], ttft_p99=tt[2],
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            tokens_p50=tok[0], tokens_p95=tok[1],
+            cost_usd=None if cost_usd is None else float(cost_usd),
+        )  # fmt: skip
+
+
+def _quantiles(values: Sequence[Any] | None, n: int) -> list[float | None]:
+    if not values:
+        return [None] * n
+    return [None if v is None else float(v) for v in values]
 
 
 @runtime_checkable
