@@ -3,7 +3,8 @@
 This release has its configuration (YAML with ``${ENV}`` substitution, validated into frozen
 values with errors that name the file, the line and the fix), the dead-letter store, and the
 translation between OpenAI chat requests and Anthropic messages (requests, replies, streams,
-errors).
+errors), and the calls to one deployment (OpenAI, compatible, Azure, Anthropic; streamed or
+not) with typed, secret-free errors. The proxy that composes them with the policies is next.
 """
 
 from kansoku.gateway._anthropic import DEFAULT_MAX_TOKENS, TranslationError, to_anthropic_request
@@ -28,6 +29,8 @@ from kansoku.gateway._config import (
     parse_config,
 )
 from kansoku.gateway._deadletter import Attempt, DeadLetter, DeadLetterStore, SQLiteDeadLetters
+from kansoku.gateway._upstream import UpstreamError, UpstreamResult, complete, make_session
+from kansoku.gateway._upstream_stream import StreamBroken, UpstreamStream, stream
 from kansoku.gateway._validate import (
     Outcome,
     SchemaError,
@@ -61,18 +64,25 @@ __all__ = [
     "SchemaError",
     "Secret",
     "SseParser",
+    "StreamBroken",
     "TranslationError",
+    "UpstreamError",
+    "UpstreamResult",
+    "UpstreamStream",
     "Validate",
     "ValidationFailure",
     "Validator",
     "compile_schema",
+    "complete",
     "error_from_anthropic",
     "extract_json",
     "from_anthropic_response",
     "load_config",
+    "make_session",
     "parse_config",
     "reask_messages",
     "schema_from_request",
+    "stream",
     "to_anthropic_request",
     "validate_answer",
 ]
