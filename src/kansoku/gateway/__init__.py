@@ -4,7 +4,8 @@ This release has its configuration (YAML with ``${ENV}`` substitution, validated
 values with errors that name the file, the line and the fix), the dead-letter store, and the
 translation between OpenAI chat requests and Anthropic messages (requests, replies, streams,
 errors), and the calls to one deployment (OpenAI, compatible, Azure, Anthropic; streamed or
-not) with typed, secret-free errors. The proxy that composes them with the policies is next.
+not) with typed, secret-free errors, and the router's attempt loop over the policies (balancer,
+breakers, retry budget, deadline, backoff, fallbacks, template answer). The HTTP proxy is next.
 """
 
 from kansoku.gateway._anthropic import DEFAULT_MAX_TOKENS, TranslationError, to_anthropic_request
@@ -29,6 +30,7 @@ from kansoku.gateway._config import (
     parse_config,
 )
 from kansoku.gateway._deadletter import Attempt, DeadLetter, DeadLetterStore, SQLiteDeadLetters
+from kansoku.gateway._router import Routed, Router, deployment_name, template_completion
 from kansoku.gateway._upstream import UpstreamError, UpstreamResult, complete, make_session
 from kansoku.gateway._upstream_stream import StreamBroken, UpstreamStream, stream
 from kansoku.gateway._validate import (
@@ -60,6 +62,8 @@ __all__ = [
     "ModelRoute",
     "Outcome",
     "Retry",
+    "Routed",
+    "Router",
     "SQLiteDeadLetters",
     "SchemaError",
     "Secret",
@@ -74,6 +78,7 @@ __all__ = [
     "Validator",
     "compile_schema",
     "complete",
+    "deployment_name",
     "error_from_anthropic",
     "extract_json",
     "from_anthropic_response",
@@ -83,6 +88,7 @@ __all__ = [
     "reask_messages",
     "schema_from_request",
     "stream",
+    "template_completion",
     "to_anthropic_request",
     "validate_answer",
 ]
