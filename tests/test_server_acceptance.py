@@ -878,3 +878,22 @@ def test_sdk_records_made_while_the_collector_is_down_arrive_once_it_is_back(mon
             assert len(records) == len({r["span_id"] for r in records}) == 300
         finally:
             srv.stop()
+
+
+def test_metrics_need_a_metrics_key_once_keys_exist(tmp_path):
+    """/metrics labels name every project and model: with keys, only a metrics-scope key reads them."""
+    settings = ServerSettings(port=0, data_dir=str(tmp_path / "data"))
+    ring = KeyRing(settings.keys_file)
+    read_key, _ = ring.create("team-a", "read")
+    metrics_key, _ = ring.create("ops", "metrics")
+    srv = start_server(settings, DuckDBStore(str(tmp_path / "kansoku.duckdb")))
+    try:
+        assert error_of(srv.get("/metrics"), 401)["code"] == "missing_key"
+        assert error_of(srv.get("/metrics", key=read_key), 403)["type"] == "permission_error"
+        resp = srv.get("/metrics", key=metrics_key)
+        assert resp.status == 200
+        assert b"kansoku_wal_unapplied_bytes" in resp.body
+        assert error_of(srv.get("/api/v1/calls", key=metrics_key), 403)  # and nothing else
+        assert srv.get("/healthz").status == 200
+    finally:
+        srv.stop()

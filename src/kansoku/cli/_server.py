@@ -47,7 +47,9 @@ def register(sub: Any) -> None:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; it is shown once")
     create.add_argument("--project", required=True)
-    create.add_argument("--scope", required=True, choices=["ingest", "read"])
+    create.add_argument(
+        "--scope", required=True, choices=["ingest", "read", "metrics"], help="metrics: for Prometheus"
+    )
     create.add_argument("--name", help="a label to recognise the key by")
     listing = keys_sub.add_parser("list", help="list keys (ids, projects, scopes; never the keys)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")

@@ -184,6 +184,8 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    # With keys, /metrics needs a metrics-scope key: its labels name every project and model.
+    authorize(request, "metrics")
     text = request.app[COLLECTOR].metrics.render()
     return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"})
 

@@ -24,7 +24,8 @@ import orjson
 from kansoku._fsutil import fsync_dir
 from kansoku.errors import ConfigError
 
-SCOPES: tuple[str, ...] = ("ingest", "read")
+#: ``metrics`` keys read ``/metrics`` (all projects' label values), for a Prometheus scraper.
+SCOPES: tuple[str, ...] = ("ingest", "read", "metrics")
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _RECHECK_S = 1.0
 
