@@ -17,7 +17,7 @@ from kansoku.cli import main
 from kansoku.errors import ConfigError
 from kansoku.model import LLMCall, Span
 from kansoku.server import APIError, KeyRing, WriteAheadLog, load_server_settings
-from kansoku.server._ingest import decode_entry, decode_native, encode_entry
+from kansoku.server._ingest import decode_entry, encode_entry, native_entry
 from kansoku.server._loader import Loader
 from kansoku.server._metrics import LLMMetrics, Registry
 from kansoku.server._params import calls_query, stats_query, time_ns
@@ -247,7 +247,7 @@ def test_wal_entry_round_trip_and_native_errors_name_the_record():
     good = _span(1).to_record()
     body = json.dumps({"schema": "kansoku.batch/v1", "records": [good, {**good, "trace_id": "zz"}]}).encode()
     with pytest.raises(APIError) as err:
-        decode_native(body)
+        native_entry(body, "p")
     assert err.value.status == 400
     assert err.value.param == "records[1]"
     assert "trace_id" in err.value.message

@@ -55,11 +55,6 @@ def _exact(rec: Any, i: int) -> Span:
         raise APIError(400, f"{where}: {exc}", param=where, code="invalid_record") from None
 
 
-def decode_native(body: bytes) -> list[Span]:
-    """Spans of a native batch ``{"schema": "kansoku.batch/v1", "records": [...]}``."""
-    return [_exact(rec, i) for i, rec in enumerate(_records(body))]
-
-
 def native_entry(body: bytes, project: str) -> tuple[bytes, list[dict[str, Any]]]:
     """A native batch straight to a WAL entry (the fast path), and its rows for the metrics."""
     rows: list[dict[str, Any]] = []

@@ -91,7 +91,7 @@ class Loader:
     # -- the thread ----------------------------------------------------------------------------------
     def _gather(self) -> list[tuple[int, bytes]]:
         first = self._q.get()
-        if first is _STOP or first[0] < 0:
+        if first[0] < 0:  # the stop marker
             self._stopping = True
             return []
         batch, rows = [first], self._rows(first[1])
