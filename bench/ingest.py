@@ -546,7 +546,6 @@ STAGES = (
     ("  JSON parse of the body (`_ingest._records`)", "server/_ingest.py", "_records"),
     ("  record -> row, validated (`_records.fast_row`)", "server/_records.py", "fast_row"),
     ("  slow path per record (`Span.from_record`)", "model/_span.py", "from_record"),
-    ("decode + validate into Spans (`decode_native`)", "server/_ingest.py", "decode_native"),
     ("Spans -> WAL entry (`encode_entry`)", "server/_ingest.py", "encode_entry"),
     ("metrics per request (`LLMMetrics.observe_rows`)", "server/_metrics.py", "observe_rows"),
     ("  histogram observations (`_metrics.*.observe`)", "server/_metrics.py", "observe"),
