@@ -57,9 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     mock.add_argument("args", nargs=argparse.REMAINDER)
 
-    from kansoku.cli import _query, _server
+    from kansoku.cli import _gateway, _query, _server
 
     _server.register(sub)
+    _gateway.register(sub)
     _query.register(sub)
     return parser
 

@@ -8,6 +8,7 @@ not) with typed, secret-free errors, and the router's attempt loop over the poli
 breakers, retry budget, deadline, backoff, fallbacks, template answer). The HTTP proxy is next.
 """
 
+from kansoku.gateway._admission import DEFAULT_COMPLETION_TOKENS, Admission, Ticket, estimate_tokens
 from kansoku.gateway._anthropic import DEFAULT_MAX_TOKENS, TranslationError, to_anthropic_request
 from kansoku.gateway._anthropic_stream import (
     AnthropicStreamError,
@@ -30,6 +31,7 @@ from kansoku.gateway._config import (
     parse_config,
 )
 from kansoku.gateway._deadletter import Attempt, DeadLetter, DeadLetterStore, SQLiteDeadLetters
+from kansoku.gateway._keys import Budget, KeyRing, Limit, VirtualKey, key_digest
 from kansoku.gateway._router import Routed, Router, deployment_name, template_completion
 from kansoku.gateway._upstream import UpstreamError, UpstreamResult, complete, make_session
 from kansoku.gateway._upstream_stream import StreamBroken, UpstreamStream, stream
@@ -47,18 +49,23 @@ from kansoku.gateway._validate import (
 from kansoku.gateway._yaml import ConfigFileError
 
 __all__ = [
+    "DEFAULT_COMPLETION_TOKENS",
     "DEFAULT_MAX_TOKENS",
     "PROVIDERS",
     "ROUTING",
+    "Admission",
     "AnthropicStreamError",
     "AnthropicStreamTranslator",
     "Attempt",
     "Breaker",
+    "Budget",
     "ConfigFileError",
     "DeadLetter",
     "DeadLetterStore",
     "Deployment",
     "GatewayConfig",
+    "KeyRing",
+    "Limit",
     "ModelRoute",
     "Outcome",
     "Retry",
@@ -69,6 +76,7 @@ __all__ = [
     "Secret",
     "SseParser",
     "StreamBroken",
+    "Ticket",
     "TranslationError",
     "UpstreamError",
     "UpstreamResult",
@@ -76,12 +84,15 @@ __all__ = [
     "Validate",
     "ValidationFailure",
     "Validator",
+    "VirtualKey",
     "compile_schema",
     "complete",
     "deployment_name",
     "error_from_anthropic",
+    "estimate_tokens",
     "extract_json",
     "from_anthropic_response",
+    "key_digest",
     "load_config",
     "make_session",
     "parse_config",

@@ -3,21 +3,40 @@
 Every error names the file, the line, the setting's path and what would be accepted
 (``gateway.yaml:14: models[0].retry.attempts: must be a whole number from 1 to 10, got 0``).
 Unknown keys are errors with a "did you mean" hint: a typo must not silently drop a policy.
-Provider keys are kept in :class:`Secret` values that never show in reprs or messages.
+Provider keys are kept in :class:`Secret` values that never show in reprs or messages; virtual
+and admin keys are hashed as they load and only their SHA-256 is kept (see ``_keys``).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kansoku.gateway._keys import (
+    BUDGET_PER,
+    LIMIT_ON,
+    LIMIT_PER,
+    MIN_KEY_CHARS,
+    Budget,
+    Limit,
+    VirtualKey,
+    key_digest,
+)
 from kansoku.gateway._yaml import ConfigFileError, Node, load_yaml
+from kansoku.policy import RateLimit, SlidingWindow, TokenBucket
 
 PROVIDERS = ("openai", "openai_compatible", "azure", "anthropic")
 ROUTING = ("round_robin", "weighted", "least_latency", "least_busy")
+ALGORITHMS = ("token_bucket", "sliding_window")
+# A sliding window folds takes closer than window_s / _WINDOW_SLOTS into one entry: its log (and
+# its Redis value) stays bounded, and folding only ever refuses more, never admits more.
+_WINDOW_SLOTS = 1000
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _T = TypeVar("_T")
 
 
@@ -98,6 +117,10 @@ class GatewayConfig:
     dead_letter_retain_days: int = 7
     allow_api_base_override: bool = False
     max_body_bytes: int = 4 * 1024 * 1024
+    keys: tuple[VirtualKey, ...] = ()
+    admin_key_hashes: frozenset[str] = field(default=frozenset(), repr=False)
+    limits: tuple[Limit, ...] = ()
+    budgets: tuple[Budget, ...] = ()
 
     def model(self, name: str) -> ModelRoute | None:
         return next((m for m in self.models if m.name == name), None)
@@ -275,16 +298,173 @@ def _check_fallbacks(models: tuple[ModelRoute, ...], nodes: list[Node]) -> None:
                 todo.extend(models[names[nxt]].fallbacks)
 
 
+# -- keys, limits, budgets -------------------------------------------------------------------------
+
+
+def _plain_key(node: Node) -> str:
+    """The SHA-256 of a plain key; the key itself is dropped here and never echoed."""
+    v = node.value
+    if not isinstance(v, str):
+        raise node.fail('must be a string (quote it, as in key: "${MY_KEY}", if the key is all digits)')
+    if v != v.strip():
+        raise node.fail("must not start or end with whitespace (HTTP clients strip it from headers)")
+    if len(v) < MIN_KEY_CHARS:
+        raise node.fail(
+            f"is shorter than {MIN_KEY_CHARS} characters: keys are kept only as an unsalted SHA-256, "
+            "which protects long random keys only (make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return key_digest(v)
+
+
+def _key_material(node: Node, f: dict[str, Node]) -> str:
+    if ("key" in f) == ("key_sha256" in f):
+        raise node.fail("needs exactly one of key (the key, e.g. ${MY_KEY}) or key_sha256 (its SHA-256)")
+    if "key" in f:
+        return _plain_key(f["key"])
+    v = f["key_sha256"].value
+    if not isinstance(v, str) or not _HEX64.fullmatch(v.lower()):
+        raise f["key_sha256"].fail('must be 64 hex digits, the key\'s SHA-256 (printf %s "$KEY" | sha256sum)')
+    return v.lower()
+
+
+def _admin_key(node: Node) -> str:
+    if isinstance(node.value, dict):
+        return _key_material(node, _fields(node, ("key", "key_sha256")))
+    return _plain_key(node)
+
+
+def _no_per(node: Node, section: str) -> None:
+    if "per" in node.mapping():  # else "did you mean 'per_s'?" would mislead
+        raise node.mapping()["per"].fail(
+            f"is implied (key) inside a key; for another per, use the top {section}:"
+        )
+
+
+def _limit(node: Node, per: str | None = None) -> Limit:
+    """A ``limits:`` entry; inside a key, ``per`` is implied (``key``) and not written."""
+    if per:
+        _no_per(node, "limits")
+    names = ("on", "algorithm", "limit", "per_s", "window_s")
+    f = _fields(
+        node, names if per else ("per", *names), ("on", "algorithm", "limit", *(() if per else ("per",)))
+    )
+    algorithm = _choice(ALGORITHMS)(f["algorithm"])
+    want, other = ("per_s", "window_s") if algorithm == "token_bucket" else ("window_s", "per_s")
+    if other in f:
+        raise f[other].fail(f"is not a setting of a {algorithm}; it takes {want}")
+    if want not in f:
+        what = "refill rate per second" if want == "per_s" else "window length in seconds"
+        raise node.fail(f"{want} (the {what}) is required for a {algorithm}")
+    amount = _num(1.0, 1e12)(f["limit"])
+    rate: RateLimit
+    if algorithm == "token_bucket":
+        rate = TokenBucket(amount, _num(0.0, 1e12, low_open=True)(f["per_s"]))
+    else:
+        window_s = _num(0.0, 366 * 86_400.0, low_open=True)(f["window_s"])
+        rate = SlidingWindow(amount, window_s, window_s / _WINDOW_SLOTS)
+    return Limit(per or _choice(LIMIT_PER)(f["per"]), _choice(LIMIT_ON)(f["on"]), rate)
+
+
+def _budget(node: Node, per: str | None = None) -> Budget:
+    """A ``budgets:`` entry; inside a key, ``per`` is implied (``key``) and not written."""
+    if per:
+        _no_per(node, "budgets")
+    money = ("daily_usd", "monthly_usd")
+    f = _fields(node, money if per else ("per", *money), () if per else ("per",))
+    if not any(m in f for m in money):
+        raise node.fail("needs daily_usd or monthly_usd (or both)")
+    usd = _num(0.0, 1e12, low_open=True)
+    return Budget(
+        per or _choice(BUDGET_PER)(f["per"]),
+        _get(f, "daily_usd", usd, None),
+        _get(f, "monthly_usd", usd, None),
+    )
+
+
+def _tag(node: Node) -> str:
+    v = node.value
+    if isinstance(v, bool) or not isinstance(v, str | int | float) or str(v) == "":
+        raise node.fail("must be a non-empty string")
+    return str(v)
+
+
+def _key(node: Node, model_names: dict[str, Node]) -> VirtualKey:
+    f = _fields(node, ("name", "key", "key_sha256", "models", "tags", "budget", "limits"), ("name",))
+    name = _str(f["name"])
+    if not _KEY_NAME.fullmatch(name):
+        raise f["name"].fail("use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    models = None
+    if "models" in f:
+        items = f["models"].sequence()
+        if not items:
+            raise f["models"].fail(
+                "is empty, so the key could call nothing; list models or leave it out (all)"
+            )
+        models = frozenset(_str(n) for n in items)
+        for n in items:
+            if n.value not in model_names:
+                hint = difflib.get_close_matches(n.value, list(model_names), n=1)
+                raise n.fail(
+                    f"{n.value!r} is not a model name" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                )
+    return VirtualKey(
+        name=name,
+        sha256=_key_material(node, f),
+        models=models,
+        tags={k: _tag(v) for k, v in f["tags"].mapping().items()} if "tags" in f else {},
+        budget=_get(f, "budget", lambda n: _budget(n, "key"), None),
+        limits=tuple(_limit(n, "key") for n in f["limits"].sequence()) if "limits" in f else (),
+    )
+
+
+def _access(
+    f: dict[str, Node], model_names: dict[str, Node]
+) -> tuple[tuple[VirtualKey, ...], frozenset[str], tuple[Limit, ...], tuple[Budget, ...]]:
+    """``keys:``, ``admin_keys:``, ``limits:`` and ``budgets:``, checked against each other."""
+    key_nodes = f["keys"].sequence() if "keys" in f else []
+    keys = tuple(_key(n, model_names) for n in key_nodes)
+    names: dict[str, Node] = {}
+    hashes: dict[str, str] = {}  # digest -> where it was first given
+    for k, n in zip(keys, key_nodes, strict=True):
+        if k.name in names:
+            raise n.fail(f"key name {k.name!r} is used twice (first at line {names[k.name].line})")
+        if k.sha256 in hashes:
+            raise n.fail(
+                f"the same key is given twice (first at {hashes[k.sha256]}); give each client its own"
+            )
+        names[k.name], hashes[k.sha256] = n, n.where
+    admin: set[str] = set()
+    for n in f["admin_keys"].sequence() if "admin_keys" in f else []:
+        digest = _admin_key(n)
+        if digest in hashes:
+            raise n.fail(f"the same key is given twice (first at {hashes[digest]}); admin keys must differ")
+        hashes[digest] = n.where
+        admin.add(digest)
+    limit_nodes = f["limits"].sequence() if "limits" in f else []
+    budget_nodes = f["budgets"].sequence() if "budgets" in f else []
+    limits = tuple(_limit(n) for n in limit_nodes)
+    budgets = tuple(_budget(n) for n in budget_nodes)
+    pers = [(x.per, n) for x, n in zip(limits, limit_nodes, strict=True)]
+    pers += [(x.per, n) for x, n in zip(budgets, budget_nodes, strict=True)]
+    for per, n in pers:  # a rule whose subject can never exist would silently never apply
+        if per == "key" and not keys:
+            raise n.fail(
+                "per: key needs virtual keys, but no keys: are configured (add keys:, or change per)"
+            )
+        if per == "department" and not any(k.department for k in keys):
+            raise n.fail("per: department needs keys with a department tag (keys[].tags.department)")
+    return keys, frozenset(admin), limits, budgets
+
+
 def parse_config(
     text: str, file: str = "<config>", environ: Mapping[str, str] | None = None
 ) -> GatewayConfig:
     """Validate a gateway YAML document; raises :class:`ConfigFileError` naming the line."""
     root = load_yaml(text, file, environ)
-    top = ("models", "keys", "limits", "dead_letter", "allow_api_base_override", "max_body_bytes")
+    top = ("models", "keys", "admin_keys", "limits", "budgets", "dead_letter", "allow_api_base_override",
+           "max_body_bytes")  # fmt: skip
     f = _fields(root, top, ("models",))
-    for later in ("keys", "limits"):
-        if later in f:  # parsed with the gateway's key store and limiter; refusing beats ignoring
-            raise f[later].fail("is not supported by this version yet (virtual keys and limits come next)")
     model_nodes = f["models"].sequence()
     if not model_nodes:
         raise f["models"].fail("needs at least one model")
@@ -295,6 +475,7 @@ def parse_config(
             raise n.fail(f"model name {m.name!r} is used twice (first at line {seen[m.name].line})")
         seen[m.name] = n
     _check_fallbacks(models, model_nodes)
+    keys, admin, limits, budgets = _access(f, seen)
     retain = 7
     if "dead_letter" in f:
         dl = _fields(f["dead_letter"], ("retain_days",))
@@ -304,6 +485,10 @@ def parse_config(
         dead_letter_retain_days=retain,
         allow_api_base_override=_get(f, "allow_api_base_override", _bool, False),
         max_body_bytes=_get(f, "max_body_bytes", _int(1024, 1 << 30), 4 * 1024 * 1024),
+        keys=keys,
+        admin_key_hashes=admin,
+        limits=limits,
+        budgets=budgets,
     )
 
 

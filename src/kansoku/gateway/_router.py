@@ -27,6 +27,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from kansoku import policy
 from kansoku.clock import Clock
 from kansoku.gateway._config import Deployment, GatewayConfig, ModelRoute
 from kansoku.gateway._deadletter import Attempt
+from kansoku.gateway._state import BreakerStates, MemoryBreakers
 from kansoku.gateway._upstream import UpstreamError
 from kansoku.model._errors import ErrorType
 
@@ -100,8 +102,12 @@ class _Model:
     route: ModelRoute
     balancer: policy.Balancer | None  # None: a model made only of fallbacks or a template
     deployments: dict[str, Deployment]
-    breakers: dict[str, policy.CircuitBreaker]
+    breaker: policy.BreakerConfig
     jitter: policy.FullJitter
+
+    def breaker_key(self, deployment: str) -> str:
+        # Per model route: two routes may send the same deployment different configurations.
+        return f"{self.route.name}/{deployment}"
 
 
 class _Stop(Exception):  # noqa: N818 - control flow, not an error
@@ -116,8 +122,12 @@ class Router:
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]],
         rng: random.Random,
+        breakers: BreakerStates | None = None,
     ) -> None:
         self._clock = clock
+        # Breaker states live outside the router (in Redis with several replicas), so that a
+        # reloaded configuration keeps them and every replica sees the same breaker.
+        self.breakers = breakers if breakers is not None else MemoryBreakers(clock)
         self._sleep = sleep
         self._rng = rng
         self._config = config
@@ -144,7 +154,7 @@ class Router:
             route=route,
             balancer=balancer,
             deployments=dict(zip(names, route.deployments, strict=True)),
-            breakers={n: policy.CircuitBreaker(breaker, self._clock) for n in names},
+            breaker=breaker,
             jitter=policy.FullJitter(route.retry.base_ms / 1000, route.retry.cap_ms / 1000, self._rng),
         )
 
@@ -180,9 +190,10 @@ class Router:
             self._template(chain, out)
         if out.exhausted and out.error is None:  # nothing was called: every breaker open, say
             out.error = _unavailable(model)
-        out.breaker_states = {
-            n: {d: b.state_name for d, b in self._models[n].breakers.items()} for n in chain
-        }
+        for n in chain:
+            m = self._models[n]
+            states = await self.breakers.states([m.breaker_key(d) for d in m.deployments])
+            out.breaker_states[n] = {d: states[m.breaker_key(d)] for d in m.deployments}
         return out
 
     def _template(self, chain: list[str], out: Routed[T]) -> None:
@@ -221,7 +232,7 @@ class Router:
             try:
                 if delay > 0:
                     await self._sleep(delay)
-                target = self._pick(m.balancer, m, tried, refused, out)
+                target = await self._pick(m.balancer, m, tried, refused, out)
                 if target is None:
                     return False
                 err = await self._attempt(m.balancer, m, target, call, deadline=deadline, out=out)
@@ -239,7 +250,7 @@ class Router:
                 return False  # a fallback model needs no wait and may still fit the deadline
         return False
 
-    def _pick(
+    async def _pick(
         self,
         balancer: policy.Balancer,
         m: _Model,
@@ -251,7 +262,7 @@ class Router:
             target = balancer.pick(tried | refused) or balancer.pick(refused)
             if target is None:
                 return None
-            if m.breakers[target.name].allow():
+            if await self.breakers.allow(m.breaker_key(target.name), m.breaker):
                 return target
             refused.add(target)
             out.attempts.append(Attempt(target.name, None, BREAKER_OPEN, f"{m.route.name}: circuit open"))
@@ -267,7 +278,7 @@ class Router:
         out: Routed[T],
     ) -> UpstreamError | None:
         """One upstream call, recorded everywhere; returns its error, None on success."""
-        dep, breaker = m.deployments[target.name], m.breakers[target.name]
+        dep, key = m.deployments[target.name], m.breaker_key(target.name)
         balancer.started(target)
         started = self._clock.monotonic()
         try:
@@ -277,7 +288,7 @@ class Router:
             # it must neither eject the deployment nor open its breaker.
             healthy = not exc.retryable
             balancer.finished(target, healthy, self._clock.monotonic() - started)
-            breaker.record(healthy)
+            await self.breakers.record(key, m.breaker, healthy)
             out.error = exc
             out.attempts.append(Attempt(target.name, exc.status, exc.error_type.value, exc.message))
             return exc
@@ -286,11 +297,10 @@ class Router:
             # Still close the books: the in-flight count (NaN latency is ignored by the average),
             # and a half-open trial, which would otherwise hold the breaker half-open forever.
             balancer.finished(target, True, float("nan"))
-            if isinstance(breaker.state, policy.HalfOpen):
-                breaker.record(False)
+            await asyncio.shield(self.breakers.abandon(key, m.breaker))
             raise
         balancer.finished(target, True, self._clock.monotonic() - started)
-        breaker.record(True)
+        await self.breakers.record(key, m.breaker, True)
         out.result = result
         out.deployment, out.deployment_name, out.model = dep, target.name, m.route.name
         out.attempts.append(Attempt(target.name, None, OK, ""))

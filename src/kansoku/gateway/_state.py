@@ -97,10 +97,18 @@ class DeadLetters(Protocol):
 
 @runtime_checkable
 class GatewayState(Protocol):
-    limits: LimitStates
-    spend: SpendStates
-    breakers: BreakerStates
-    dead_letters: DeadLetters
+    # Read-only properties, so that implementations may declare their concrete types.
+    @property
+    def limits(self) -> LimitStates: ...
+
+    @property
+    def spend(self) -> SpendStates: ...
+
+    @property
+    def breakers(self) -> BreakerStates: ...
+
+    @property
+    def dead_letters(self) -> DeadLetters: ...
 
     async def close(self) -> None: ...
 
@@ -184,9 +192,7 @@ class ThreadedDeadLetters:
     async def list(
         self, *, limit: int = 50, model: str | None = None, before_ns: int | None = None
     ) -> list[DeadLetter]:
-        return await asyncio.to_thread(
-            lambda: self.store.list(limit=limit, model=model, before_ns=before_ns)
-        )
+        return await asyncio.to_thread(lambda: self.store.list(limit=limit, model=model, before_ns=before_ns))
 
     async def record_replay(self, letter_id: str, outcome: dict[str, Any]) -> None:
         await asyncio.to_thread(self.store.record_replay, letter_id, outcome)
