@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kansoku.errors import ConfigError
+from kansoku.gateway._yaml import ConfigFileError
 
 _DEMO_BURST = 40  # calls made at once so a newcomer sees data within seconds
 
@@ -41,6 +42,11 @@ def register(sub: Any) -> None:
     up.add_argument(
         "--demo", action="store_true", help="add the mock upstream and a demo app sending traffic"
     )
+    up.add_argument(
+        "--gateway-config",
+        help="also run the gateway with this gateway.yaml (KANSOKU_GATEWAY_CONFIG; --demo has its own)",
+    )
+    up.add_argument("--gateway-port", type=int, default=None, help="the gateway's port (default 4000)")
     up.set_defaults(run=_run_up)
 
     keys = sub.add_parser("keys", help="manage project API keys (stored hashed in the data dir)")
@@ -91,13 +97,21 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _run_up(args: argparse.Namespace) -> int:
+    from kansoku.cli._up_gateway import UpGateway
+    from kansoku.gateway._settings import DEFAULT_PORT
     from kansoku.server import run
 
     stop = threading.Event()
     threads: list[threading.Thread] = []
+    gateway: UpGateway | None = None
 
     async def on_ready(url: str, collector: Any) -> None:
-        print(_banner(url, demo=args.demo), flush=True)
+        nonlocal gateway
+        config = args.gateway_config or os.environ.get("KANSOKU_GATEWAY_CONFIG")
+        port = args.gateway_port if args.gateway_port is not None else DEFAULT_PORT
+        gateway = UpGateway(config, port, collector.settings.data_dir, demo=args.demo)
+        gateway_url = await gateway.start(collector) if gateway.enabled else None
+        print(_banner(url, demo=args.demo, gateway_url=gateway_url), flush=True)
         if args.demo and collector.keys.enabled and not os.environ.get("KANSOKU_API_KEY"):
             print(
                 "kansoku up --demo: this data dir has API keys, so the demo app needs one: set "
@@ -111,10 +125,14 @@ def _run_up(args: argparse.Namespace) -> int:
             threads.append(t)
         await asyncio.sleep(0)
 
+    async def on_stop() -> None:
+        if gateway is not None:
+            await gateway.stop()
+
     try:
         settings = _settings(args)
-        run(settings, on_ready)
-    except (ConfigError, OSError) as exc:
+        run(settings, on_ready, on_stop)
+    except (ConfigError, ConfigFileError, OSError) as exc:
         return _fail("up", exc)
     finally:
         stop.set()
@@ -123,7 +141,7 @@ def _run_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _banner(url: str, *, demo: bool) -> str:
+def _banner(url: str, *, demo: bool, gateway_url: str | None = None) -> str:
     flag = "" if url.endswith(":4318") else f" --url {url}"
     lines = [
         "",
@@ -132,10 +150,16 @@ def _banner(url: str, *, demo: bool) -> str:
         f"  send data   kansoku.init(export='{url}')  or  OTEL_EXPORTER_OTLP_ENDPOINT={url}",
         f"  look        kansoku calls --since 1h{flag}    kansoku stats --by model --since 1h{flag}",
     ]
+    if gateway_url is not None:
+        lines.append(f"  gateway     {gateway_url}/v1  (OpenAI-compatible: point base_url here)")
+    else:
+        lines.append("  gateway     off (add --gateway-config gateway.yaml)")
     if demo:
         lines.append(
             f"  demo        a support bot is sending calls ({_DEMO_BURST} at once, then one a second)"
         )
+        if gateway_url is not None:
+            lines.append("              and a client calls the gateway (model 'chat'), with provider faults")
     lines.append("  stop        Ctrl-C")
     return "\n".join(lines) + "\n"
 

@@ -42,7 +42,7 @@ DEFAULT_COMPLETION_TOKENS = 256
 _MESSAGE_TOKENS = 4  # role and separators around each message
 _IMAGE_TOKENS = 85  # an image part at low detail; a larger one is charged after the call
 
-_MAX_SUBJECT = 128  # longer user ids are hashed: state keys (Redis keys too) stay bounded
+_MAX_SUBJECT = 128  # longer user ids (or model names) are hashed: state and Redis keys stay bounded
 _TTL_SLACK_S = 86_400.0  # keep a period's counter a day past its end, for replicas' clock skew
 
 
@@ -184,7 +184,12 @@ class Admission:
 
     def rules(self, key: VirtualKey | None, user: str | None, model: str) -> list[Rule]:
         """The rate-limit rules applying to a request (each distinct rule once)."""
-        subjects = {"key": key.name if key else None, "user": _subject(user), "model": model, "global": ""}
+        subjects = {
+            "key": key.name if key else None,
+            "user": _subject(user),
+            "model": _subject(model),
+            "global": "",
+        }
         limits: Sequence[Limit] = (*self._limits, *key.limits) if key else self._limits
         rules: dict[Rule, None] = {}  # an identical rule twice would take twice from one state
         for lim in limits:

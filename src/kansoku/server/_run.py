@@ -51,8 +51,12 @@ async def serve(
     on_ready: OnReady | None = None,
     stop: asyncio.Event | None = None,
     collector: Collector | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve until ``stop`` is set (or SIGTERM/SIGINT); then drain and close everything."""
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT); then drain and close everything.
+
+    ``on_stop`` runs first, while the collector still accepts data (``kansoku up`` stops its
+    gateway there, so the gateway's last records still reach the store)."""
     check_bind(settings)
     collector = collector or Collector(settings)
     app = make_app(collector)
@@ -75,6 +79,8 @@ async def serve(
             await on_ready(url, collector)
         await stop.wait()
     finally:
+        if on_stop is not None:
+            await on_stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
@@ -87,11 +93,15 @@ def _bound_port(site: web.TCPSite, default: int) -> int:
     return int(sockets[0].getsockname()[1]) if sockets else default
 
 
-def run(settings: ServerSettings, on_ready: OnReady | None = None) -> None:
+def run(
+    settings: ServerSettings,
+    on_ready: OnReady | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Blocking entry point of ``kansoku server`` / ``kansoku up`` (uvloop when installed)."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings, on_ready=on_ready))
+        asyncio.run(serve(settings, on_ready=on_ready, on_stop=on_stop))
     else:
-        uvloop.run(serve(settings, on_ready=on_ready))
+        uvloop.run(serve(settings, on_ready=on_ready, on_stop=on_stop))
