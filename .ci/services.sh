@@ -4,19 +4,22 @@
 # Starts three ClickHouse servers on loopback, each with its own config and data under one temp
 # dir: a single server, and two servers that are the two shards of cluster `kansoku_test`.
 # Exports KANSOKU_TEST_CLICKHOUSE_URL and KANSOKU_TEST_CLICKHOUSE_CLUSTER_URL for the tests.
+# Also starts one redis-server on loopback (no persistence) for the gateway's shared state and
+# exports KANSOKU_TEST_REDIS_URL.
 #
 # Local use: KANSOKU_SERVICES_KEEP=1 source .ci/services.sh  leaves the servers running (no
 # trap) and writes the exports and PIDs to $KANSOKU_SERVICES_DIR/env; stop them with
 #   kill $(cat "$KANSOKU_SERVICES_DIR"/*.pid)
 
 kansoku_services_install() {
-    if command -v clickhouse-server >/dev/null && command -v clickhouse-client >/dev/null; then
-        return 0
-    fi
-    local sudo=""
+    local missing=() sudo=""
+    command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+    command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    [ "${#missing[@]}" -gt 0 ] || return 0
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y clickhouse-server clickhouse-client
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
 }
 
 # Free loopback TCP ports, one per argument name (bind-to-0; a tiny race is acceptable in CI).
@@ -121,6 +124,29 @@ sys.exit(u.urlopen(sys.argv[1], timeout=2).read() != b"1\n")' \
     return 1
 }
 
+# kansoku_services_redis PORT: starts redis-server on loopback, records its PID, waits for PONG.
+kansoku_services_redis() {
+    local port=$1 d="$KANSOKU_SERVICES_DIR/redis" i
+    mkdir -p "$d"
+    # No persistence: the tests own every key they write. --daemonize no keeps $! the server's PID.
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --daemonize no \
+        --dir "$d" --logfile "$d/server.log" &
+    echo $! >"$KANSOKU_SERVICES_DIR/redis.pid"
+    for i in $(seq 1 60); do
+        if python3 -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(b"PING\r\n")
+sys.exit(s.recv(16) != b"+PONG\r\n")' "$port" 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$(cat "$KANSOKU_SERVICES_DIR/redis.pid")" 2>/dev/null || break
+        sleep 0.25
+    done
+    echo "redis-server did not answer PING on port $port; its log:" >&2
+    tail -n 50 "$d/server.log" >&2 2>/dev/null || true
+    return 1
+}
+
 kansoku_services_stop() {
     local f pid
     for f in "$KANSOKU_SERVICES_DIR"/*.pid; do
@@ -146,7 +172,7 @@ kansoku_services_main() {
     KANSOKU_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kansoku-services.XXXXXX")
     export KANSOKU_SERVICES_DIR
     local ports
-    read -r -a ports <<<"$(kansoku_services_free_ports 6)"
+    read -r -a ports <<<"$(kansoku_services_free_ports 7)"
     KANSOKU_SERVICES_SHARD1_TCP=${ports[3]}
     KANSOKU_SERVICES_SHARD2_TCP=${ports[5]}
     kansoku_services_config single "${ports[0]}" "${ports[1]}"
@@ -158,17 +184,21 @@ kansoku_services_main() {
     kansoku_services_start single "${ports[0]}"
     kansoku_services_start shard1 "${ports[2]}"
     kansoku_services_start shard2 "${ports[4]}"
+    kansoku_services_redis "${ports[6]}"
     kansoku_services_wait single "${ports[0]}"
     kansoku_services_wait shard1 "${ports[2]}"
     kansoku_services_wait shard2 "${ports[4]}"
     export KANSOKU_TEST_CLICKHOUSE_URL="clickhouse://127.0.0.1:${ports[0]}/default"
     # Three servers share one host, so `nodes` gives each one's HTTP address (see README).
     export KANSOKU_TEST_CLICKHOUSE_CLUSTER_URL="clickhouse://127.0.0.1:${ports[2]}/default?cluster=kansoku_test&nodes=127.0.0.1:${ports[2]},127.0.0.1:${ports[4]}"
+    export KANSOKU_TEST_REDIS_URL="redis://127.0.0.1:${ports[6]}/0"
     {
         echo "export KANSOKU_TEST_CLICKHOUSE_URL='$KANSOKU_TEST_CLICKHOUSE_URL'"
         echo "export KANSOKU_TEST_CLICKHOUSE_CLUSTER_URL='$KANSOKU_TEST_CLICKHOUSE_CLUSTER_URL'"
+        echo "export KANSOKU_TEST_REDIS_URL='$KANSOKU_TEST_REDIS_URL'"
     } >"$KANSOKU_SERVICES_DIR/env"
     echo "clickhouse: single on :${ports[0]}, shards on :${ports[2]} and :${ports[4]} ($KANSOKU_SERVICES_DIR)"
+    echo "redis: on :${ports[6]}"
 }
 
 kansoku_services_main

@@ -45,6 +45,7 @@ models:
   - name: embed
     deployments:
       - {{provider: openai_compatible, model: text-embedding-3-small, api_base: "{oai}"}}
+    retry: {{attempts: 4, base_ms: 50, cap_ms: 500}}
 """
 _FAULTS = ("rate_limit", "server_error", "overloaded", "malformed_json")
 

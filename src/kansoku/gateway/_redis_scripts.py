@@ -250,7 +250,7 @@ local function record(good)
   local o = out .. (good and '1' or '0')
   if #o > window then o = string.sub(o, #o - window + 1) end
   local _, failures = string.gsub(o, '0', '')
-  if #o >= min_calls and failures / #o >= rate then
+  if #o > min_calls and failures / #o >= rate then
     set_state('open', '', now, nil, nil)
   else
     set_state('closed', o, nil, nil, nil)

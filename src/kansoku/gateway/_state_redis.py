@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from kansoku.clock import SYSTEM_CLOCK, Clock
 from kansoku.errors import ConfigError
@@ -42,8 +42,8 @@ def redis_address(url: str) -> str:
     try:
         parts = urlsplit(url)
         port = parts.port or 6379
-    except ValueError as exc:
-        raise ConfigError("--state", f"not a valid Redis URL: {exc}") from None
+    except ValueError:  # the parser's message may quote parts of the URL: say what is expected
+        raise ConfigError("--state", "not a valid Redis URL; expected redis://[:password@]host:port/db") from None
     host = parts.hostname or "localhost"
     return f"{host}:{port}{parts.path if parts.path not in ('', '/') else ''}"
 
@@ -292,6 +292,8 @@ class RedisState:
             await client.aclose()
             password = urlsplit(url).password
             reason = str(exc).replace(password, "***") if password else str(exc)
+            if isinstance(exc, AuthenticationError | ResponseError):
+                raise ConfigError("--state", f"Redis at {address} refused the connection: {reason}") from None
             raise ConfigError(
                 "--state", f"cannot reach Redis at {address} ({reason}); is the server up and the URL right?"
             ) from None
