@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(mktemp -d)
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+gw_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
-.venv/bin/kansoku up --demo --port "$port" --data-dir "$data" >"$data/up.log" 2>&1 &
+.venv/bin/kansoku up --demo --port "$port" --gateway-port "$gw_port" --data-dir "$data" >"$data/up.log" 2>&1 &
 up_pid=$!
 trap 'kill -TERM "$up_pid" 2>/dev/null || true' EXIT
 started=$(date +%s.%N)
@@ -24,6 +25,16 @@ if [ "$ok" != 1 ]; then
   echo "kansoku up --demo: no data through the CLI within 30 s"; cat "$data/up.log"; exit 1
 fi
 echo "kansoku up --demo: data through the CLI after ${took} s"
+# The gateway of `up` answers an OpenAI-style request and its record reaches the store.
+reply=$(curl -sS -D "$data/headers" "http://127.0.0.1:$gw_port/v1/chat/completions" \
+  -H 'Content-Type: application/json' -d '{"model": "chat", "messages": [{"role": "user", "content": "smoke"}]}')
+echo "$reply" | .venv/bin/python -c 'import json, sys; assert json.load(sys.stdin)["choices"][0]["message"]["content"]'
+trace=$(grep -i '^x-kansoku-trace-id:' "$data/headers" | tr -d '\r' | awk '{print $2}')
+for _ in $(seq 1 20); do
+  .venv/bin/kansoku trace "$trace" --url "$url" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+.venv/bin/kansoku trace "$trace" --url "$url" || { echo "the gateway's record did not reach the store"; cat "$data/up.log"; exit 1; }
 .venv/bin/kansoku stats --by model --since 1h --url "$url"
 kill -TERM "$up_pid"
 for _ in $(seq 1 60); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.5; done
