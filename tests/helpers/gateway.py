@@ -53,7 +53,13 @@ class RunningGateway:
         return f"{self.url}/v1"
 
     def request(
-        self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None, timeout: float = 60
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60,
     ) -> Reply:
         hdrs = {"Content-Type": "application/json", **(headers or {})}
         data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
@@ -113,7 +119,9 @@ def start_gateway(
         box["loop"] = loop
         box["stop"] = stop = asyncio.Event()
         try:
-            loop.run_until_complete(serve_gateway(settings, on_ready=on_ready, stop=stop, exporters=[exporter]))
+            loop.run_until_complete(
+                serve_gateway(settings, on_ready=on_ready, stop=stop, exporters=[exporter])
+            )
         except BaseException as exc:
             box["error"] = exc
             ready.set()
