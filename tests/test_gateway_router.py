@@ -108,6 +108,17 @@ def test_retry_on_429_waits_at_least_retry_after() -> None:
     assert [(a.status, a.error_type) for a in out.attempts] == [(429, "rate_limit"), (None, OK)]
 
 
+def test_429_fails_over_to_an_untried_deployment_without_its_retry_after() -> None:
+    # Retry-After speaks for the deployment that sent it; a long one must not delay (or, past the
+    # deadline, prevent) the failover to a deployment that has not been tried.
+    h = Harness()
+    script = Script({"a": [http(429, retry_after_s=120.0)], "b": ["hello"]})
+    out = route_once(h.router(route("chat", dep("a"), dep("b"), deadline_s=60.0)), "chat", script)
+    assert out.result == "hello"
+    assert script.called() == ["a", "b"]
+    assert all(s <= 0.1 for s in h.sleeps)  # the jitter only
+
+
 def test_no_retry_no_fallback_on_400() -> None:
     h = Harness()
     router = h.router(

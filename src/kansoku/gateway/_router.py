@@ -15,7 +15,8 @@ Decisions worth knowing:
   ``retry_budget``); the template answer, which costs no upstream call, may still be given.
 * ``retry.attempts`` counts calls per model. Untried deployments are preferred; once each was
   tried, the balancer may pick any again (a single deployment can then be retried). A
-  deployment whose breaker refused is skipped for the rest of the request.
+  deployment whose breaker refused is skipped for the rest of the request. A ``Retry-After``
+  is honoured only before going back to a deployment already tried: failing over needs no wait.
 * A non-retryable error (the request itself is bad) ends the request at once, with no fallback:
   ``error`` is set, ``exhausted`` is False — a client error, not a dead letter.
 * Fallback models are the requested model's chain, depth first, each model once. Templates come
@@ -245,7 +246,10 @@ class Router:
             calls += 1
             if calls >= m.route.retry.attempts:
                 return False
-            delay = m.jitter.delay(calls - 1, err.retry_after_s)
+            # Retry-After speaks for the deployment that sent it: while another is untried, the
+            # next attempt goes there and need not wait (nor give up because the wait is long).
+            untried = len(tried | refused) < len(m.deployments)
+            delay = m.jitter.delay(calls - 1, None if untried else err.retry_after_s)
             if not policy.should_retry(calls, m.route.retry.attempts, True, deadline, delay):
                 return False  # a fallback model needs no wait and may still fit the deadline
         return False
