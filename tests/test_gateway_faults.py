@@ -733,12 +733,6 @@ models:
             assert elapsed < 1.0, elapsed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_router/_chat: a stream counts as a success once its first chunk came, and a break "
-    "after that (StreamBroken, handled in _app._pipe) is never reported to the balancer or the "
-    "breaker, so a deployment that breaks every stream is never ejected and keeps its share",
-)
 def test_deployment_breaking_every_stream_midway_is_ejected(tmp_path: Path) -> None:
     with MockUpstream() as breaking, MockUpstream() as good:
         breaking.set_fault("truncated_stream")

@@ -3,12 +3,13 @@
 ``POST /v1/chat/completions`` (streamed or not), ``POST /v1/embeddings``, ``GET /v1/models``;
 ``/healthz``, ``/readyz``, ``/metrics``; the admin API is in ``_admin``. Every refusal is an
 OpenAI-style ``{"error": {...}}`` body: :class:`GatewayError` (ours), :class:`UpstreamError`
-(the deployment's, already secret-free) and aiohttp's own (404, 405, 413) meet in
-:func:`_errors` and nowhere else.
+(the deployment's: its provider key masked there, other secrets in its text masked here) and
+aiohttp's own (404, 405, 413) meet in :func:`_errors` and nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from kansoku.gateway._access import Access
 from kansoku.gateway._chat import run_chat, run_stream, sse, template_chunks
-from kansoku.gateway._deadletter import Attempt
+from kansoku.gateway._deadletter import Attempt, scrub
 from kansoku.gateway._errors import BadRequest, GatewayError, PayloadTooLarge, error_body
 from kansoku.gateway._override import direct_call, override_base
 from kansoku.gateway._proxy import Exchange, Gateway, Live, check_model, run_embeddings
@@ -64,7 +65,7 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
     except GatewayError as exc:
         return _error(exc.status, exc.body(), exc.retry_after_s)
     except UpstreamError as exc:
-        return _error(exc.client_status, exc.body, exc.retry_after_s)
+        return _error(exc.client_status, scrub(exc.body), exc.retry_after_s)
     except web.HTTPRequestEntityTooLarge:
         return _error(413, error_body("request body too large", "invalid_request_error", "request_too_large"))
     except web.HTTPException as exc:
@@ -120,17 +121,22 @@ async def _begin(request: web.Request, operation: str) -> tuple[Exchange, Any, A
     gw = request.app[GATEWAY]
     live = gw.live
     access: Access = live.access
-    key = access.authenticate(request.headers)
-    body = await read_json(request, live.config.max_body_bytes)
-    model = _model(body)
-    ex = Exchange(gw, live, operation=operation, model=model, body=body, headers=request.headers)
-    if key is not None:
-        ex.facts.key_name, ex.facts.tags = key.name, dict(key.tags)
-    if override_base(body, live.config) is None:
-        check_model(live, model, key.models if key is not None else None)
-    try:
+    key, body, ex = None, {}, None
+    try:  # every refusal is counted and recorded: a bad key or body, a model not allowed, a limit
+        key = access.authenticate(request.headers)
+        body = await read_json(request, live.config.max_body_bytes)
+        model = _model(body)
+        ex = Exchange(gw, live, operation=operation, model=model, body=body, headers=request.headers)
+        if key is not None:
+            ex.facts.key_name, ex.facts.tags = key.name, dict(key.tags)
+        if override_base(body, live.config) is None:
+            check_model(live, model, key.models if key is not None else None)
         ticket = await access.admit(key, ex.facts.user, model, body)
     except GatewayError as exc:
+        if ex is None:  # refused before the model was known: recorded under what was sent
+            sent = body.get("model")
+            model = sent[:256] if isinstance(sent, str) and sent else "unknown"
+            ex = Exchange(gw, live, operation=operation, model=model, body=body, headers=request.headers)
         ex.facts.outcome, ex.facts.status_code = "rejected", exc.status
         ex.facts.error_type, ex.facts.error_message = exc.code, exc.message
         ex.finish()
@@ -148,7 +154,8 @@ async def _failed(ex: Exchange, routed: Routed[Any], key: Any, headers: dict[str
     if routed.exhausted:
         headers["x-kansoku-dead-letter"] = await ex.dead_letter(routed, key.name if key is not None else None)
     ex.finish(err.client_status)
-    return _error(err.client_status, err.body, err.retry_after_s, **headers)
+    # The upstream's own error text may echo a credential (the provider key is already masked).
+    return _error(err.client_status, scrub(err.body), err.retry_after_s, **headers)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -171,6 +178,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             ex.finish(200)
             return json_response(routed.template_body, headers=headers)
         return await _failed(ex, routed, key, headers)
+    except asyncio.CancelledError:  # the client left; the record says so
+        if ex.facts.end_ns == 0:
+            ex.facts.outcome, ex.facts.error_type = "client_error", "cancelled"
+            ex.finish(499)
+        raise
     finally:
         gw.inflight -= 1
 
@@ -184,17 +196,23 @@ async def _stream(request: web.Request, ex: Exchange, key: Any, ticket: Any) -> 
     resp = web.StreamResponse(
         headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    await resp.prepare(request)
-    if routed.template_body is not None:
-        for part in template_chunks(routed.template_body):
-            await resp.write(part)
-        ex.facts.output_messages = [routed.template_body["choices"][0]["message"]]
-        ex.finish(200)
+    try:
+        await resp.prepare(request)
+        if routed.template_body is not None:
+            for part in template_chunks(routed.template_body):
+                await resp.write(part)
+            ex.facts.output_messages = [routed.template_body["choices"][0]["message"]]
+            ex.finish(200)
+            await _settle(ex, ex.live.access, ticket)
+            return resp
+        await _pipe(resp, ex, routed, strip_usage, key)
         await _settle(ex, ex.live.access, ticket)
         return resp
-    await _pipe(resp, ex, routed, strip_usage, key)
-    await _settle(ex, ex.live.access, ticket)
-    return resp
+    finally:
+        if routed.pending is not None:  # the client left before the first byte: close the books
+            await asyncio.shield(ex.live.router.finish(routed, None))
+            if routed.result is not None:
+                await routed.result.aclose()
 
 
 async def _pipe(
@@ -207,6 +225,7 @@ async def _pipe(
     text: list[str] = []
     finish: str | None = None
     attempt = ex.facts.answered_by
+    ok: bool | None = True  # the stream's outcome for the balancer and breaker; None: client left
     try:
         async for chunk in it:
             choices = chunk.get("choices")
@@ -220,10 +239,10 @@ async def _pipe(
                 continue
             await resp.write(sse(chunk))
         await resp.write(b"data: [DONE]\n\n")
-        ex.finish(200)
+        ex.facts.status_code = 200
     except StreamBroken as exc:
         # Bytes already reached the client: no retry is possible. Tell it in-band, keep the letter.
-        await resp.write(sse(exc.body))
+        ok = False
         ex.facts.outcome, ex.facts.status_code = "dead_letter", exc.client_status
         ex.facts.error_type, ex.facts.error_message = exc.error_type.value, exc.message
         if attempt is not None:
@@ -233,18 +252,21 @@ async def _pipe(
         ex.facts.dead_letter_id = await ex.gw.state.dead_letters.add(
             ex.facts.model, ex.facts.request, [*failures, broken], key.name if key is not None else None
         )
-        ex.finish()
-    except (ConnectionResetError, OSError):  # the client left mid-stream
-        ex.facts.outcome, ex.facts.error_type = "client_error", "cancelled"
-        ex.finish(499)
+        await resp.write(sse(scrub(exc.body)))
+    except (ConnectionResetError, OSError, asyncio.CancelledError):  # the client left mid-stream
+        ok = None
+        ex.facts.outcome, ex.facts.error_type, ex.facts.status_code = "client_error", "cancelled", 499
         raise
     finally:
         await it.aclose()
+        await asyncio.shield(ex.live.router.finish(routed, ok))
+        # The record is complete before it is handed over: the recorder builds it on its thread.
         if attempt is not None:
             attempt.end_ns = attempt.end_ns or ex.gw.clock.now_ns()
             attempt.usage = it.usage
         ex.facts.output_messages = [{"role": "assistant", "content": "".join(text)}]
         ex.facts.finish_reasons = [finish] if finish else None
+        ex.finish()
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
@@ -259,6 +281,11 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
             ex.finish(200)
             return json_response(body, headers=headers)
         return await _failed(ex, routed, key, headers)
+    except asyncio.CancelledError:  # the client left; the record says so
+        if ex.facts.end_ns == 0:
+            ex.facts.outcome, ex.facts.error_type = "client_error", "cancelled"
+            ex.finish(499)
+        raise
     finally:
         gw.inflight -= 1
 

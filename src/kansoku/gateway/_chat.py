@@ -70,7 +70,7 @@ async def _validated(  # noqa: PLR0917 - private, one caller
         n += 1
         messages = reask_messages(messages, text, list(outcome.problems), validator.schema)
         attempt, headers = ex.attempt(dep, reask=n)
-        body = {**ex.facts.request, "messages": messages}
+        body = {**ex.payload("stream"), "messages": messages}
         try:
             result = await complete(
                 ex.gw.session, dep, body, timeout_s=max(0.001, until - loop.time()), headers=headers
@@ -88,7 +88,7 @@ async def _validated(  # noqa: PLR0917 - private, one caller
 
 async def run_chat(ex: Exchange, validator: Validator | None, reasks: int) -> Routed[UpstreamResult]:
     gw = ex.gw
-    payload = {k: v for k, v in ex.facts.request.items() if k != "stream"}
+    payload = ex.payload("stream")
     loop = asyncio.get_running_loop()
 
     async def call(dep: Deployment, timeout_s: float) -> UpstreamResult:
@@ -136,7 +136,7 @@ async def run_stream(ex: Exchange) -> tuple[Routed[UpstreamStream], bool]:
     """Route a streamed request up to its first chunk. The bool: strip the usage-only chunk
     (the gateway asked for usage the client did not want)."""
     gw = ex.gw
-    body = ex.facts.request
+    body = ex.payload()
     options = body.get("stream_options")
     wanted = isinstance(options, dict) and options.get("include_usage") is True
     # Ask for usage even when the client did not, so that tokens and cost are recorded.
@@ -160,7 +160,7 @@ async def run_stream(ex: Exchange) -> tuple[Routed[UpstreamStream], bool]:
         a.ttft_ms = None if it.ttft_s is None else it.ttft_s * 1000
         return it
 
-    routed = await ex.live.router.run(ex.facts.model, call, active=gw.inflight)
+    routed = await ex.live.router.run(ex.facts.model, call, active=gw.inflight, defer_success=True)
     ex.settle_routed(routed)
     if routed.result is not None and ex.facts.answered_by is not None:
         ex.facts.ttft_ms = (gw.clock.now_ns() - ex.facts.start_ns) / 1e6

@@ -77,7 +77,7 @@ async def embed(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.post(url, data=data, headers=out) as resp:
+            async with session.post(url, data=data, headers=out, allow_redirects=False) as resp:
                 raw = await resp.read()
                 status, resp_headers = resp.status, resp.headers
     except TimeoutError:

@@ -31,6 +31,9 @@ from kansoku.model._errors import ErrorType
 
 __all__ = ["Exchange", "Gateway", "Live"]
 
+# Fields some clients send for the proxy itself (LiteLLM style): never forwarded to a provider.
+_CLIENT_ONLY = frozenset({"api_key", "api_base", "base_url", "api_version"})
+
 T = TypeVar("T")
 
 
@@ -133,6 +136,10 @@ class Exchange:
             session=_session_id(headers, body),
         )
 
+    def payload(self, *drop: str) -> dict[str, Any]:
+        """The body to send upstream: without the client's own credentials and targets."""
+        return {k: v for k, v in self.facts.request.items() if k not in _CLIENT_ONLY and k not in drop}
+
     def attempt(self, dep: Deployment, reask: int = 0) -> tuple[AttemptFacts, dict[str, str]]:
         """Start an attempt: its facts (appended to the record) and the headers to send."""
         route, name = self.live.names.get(id(dep), ("", f"{dep.provider}/{dep.model}@{dep.region}"))
@@ -206,7 +213,10 @@ class Exchange:
         return letter
 
     def finish(self, status: int | None = None) -> None:
+        """Close the record and hand it to the recorder; once per request (later calls no-op)."""
         f = self.facts
+        if f.end_ns:
+            return
         f.end_ns = self.gw.clock.now_ns()
         if status is not None:
             f.status_code = status
@@ -255,7 +265,7 @@ async def run_embeddings(ex: Exchange) -> tuple[Routed[UpstreamResult], dict[str
     async def call(dep: Deployment, timeout_s: float) -> UpstreamResult:
         a, headers = ex.attempt(dep)
         try:
-            result = await embed(gw.session, dep, ex.facts.request, timeout_s=timeout_s, headers=headers)
+            result = await embed(gw.session, dep, ex.payload(), timeout_s=timeout_s, headers=headers)
         except UpstreamError as err:
             ex.failed(a, err)
             raise

@@ -135,10 +135,9 @@ def _attempt_span(req: RequestFacts, a: AttemptFacts) -> Span:
 
 
 def request_cost(catalog: PriceCatalog, req: RequestFacts) -> float | None:
-    """USD over every upstream call the request made (0 for a template; None if unpriced)."""
-    if req.template:
-        return 0.0
-    total, known = 0.0, False
+    """USD over every upstream call the request made (re-asks and calls before a template
+    answer included: the provider bills them); 0 when none used tokens, None if unpriced."""
+    total, known = 0.0, not any(a.usage for a in req.attempts)
     for a in req.attempts:
         if a.usage is None:
             continue
@@ -176,8 +175,8 @@ def _request_span(req: RequestFacts, catalog: PriceCatalog) -> Span:
         response_id=req.response_id,
         stream=req.stream,
     )
-    if req.template:
-        llm.input_tokens = llm.output_tokens = 0
+    if req.template and llm.input_tokens is None and llm.output_tokens is None:
+        llm.input_tokens = llm.output_tokens = 0  # no call used tokens: zero, not unknown
     if req.operation == "embeddings" and isinstance(body.get("input"), str):
         llm.input_text = body["input"]
     llm.fill_total()

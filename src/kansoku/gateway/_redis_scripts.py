@@ -193,7 +193,7 @@ while i <= #ARGV do
     elseif st == nil then
       new = {r.a, NOW}
     else
-      new = tb_settled(st, NOW, math.min(r.a, tb_level(r, st, NOW) + amount))
+      new = tb_settled(st, NOW, math.min(r.a, tb_level(r, st, NOW) + amount * 0.9))
     end
   else
     local live = sw_live(r, st or {}, NOW)
@@ -250,7 +250,7 @@ local function record(good)
   local o = out .. (good and '1' or '0')
   if #o > window then o = string.sub(o, #o - window + 1) end
   local _, failures = string.gsub(o, '0', '')
-  if #o > min_calls and failures / #o >= rate then
+  if #o >= min_calls and failures / #o >= rate then
     set_state('open', '', now, nil, nil)
   else
     set_state('closed', o, nil, nil, nil)

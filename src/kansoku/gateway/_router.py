@@ -91,6 +91,8 @@ class Routed(Generic[T]):
     template_body: dict[str, Any] | None = None
     breaker_states: dict[str, dict[str, str]] = field(default_factory=dict)
     exhausted: bool = False
+    defer: bool = False  # see Router.run(defer_success=)
+    pending: tuple[str, str, float] | None = None  # deferred outcome: model, deployment, started
 
     @property
     def tries(self) -> int:
@@ -172,14 +174,24 @@ class Router:
         return order
 
     async def run(
-        self, model: str, call: Callable[[Deployment, float], Awaitable[T]], *, active: int
+        self,
+        model: str,
+        call: Callable[[Deployment, float], Awaitable[T]],
+        *,
+        active: int,
+        defer_success: bool = False,
     ) -> Routed[T]:
-        """Route one request for ``model``; ``active`` is the requests in flight (for the budget)."""
+        """Route one request for ``model``; ``active`` is the requests in flight (for the budget).
+
+        ``defer_success`` (streams): a call that returned is not yet a success for the balancer
+        and the breaker — the stream may still break. ``Routed.pending`` is then set, and the
+        caller must end it with :meth:`finish` once the stream is over.
+        """
         if model not in self._models:
             raise KeyError(f"unknown model {model!r}")
         chain = self.chain(model)
         deadline = policy.Deadline(self._models[model].route.deadline_s, self._clock)
-        out: Routed[T] = Routed()
+        out: Routed[T] = Routed(defer=defer_success)
         try:
             for name in chain:
                 if await self._try_model(self._models[name], call, deadline, active, out):
@@ -196,6 +208,25 @@ class Router:
             states = await self.breakers.states([m.breaker_key(d) for d in m.deployments])
             out.breaker_states[n] = {d: states[m.breaker_key(d)] for d in m.deployments}
         return out
+
+    async def finish(self, routed: Routed[T], ok: bool | None) -> None:
+        """End a deferred call (see :meth:`run`): ``ok`` True/False is the stream's outcome for
+        the balancer and the breaker; None (the client left) says nothing about the upstream."""
+        if routed.pending is None:
+            return
+        model, name, started = routed.pending
+        routed.pending = None
+        m = self._models.get(model)
+        if m is None or m.balancer is None or name not in m.deployments:
+            return
+        target = next(d for d in m.balancer.deployments if d.name == name)
+        key = m.breaker_key(name)
+        if ok is None:
+            m.balancer.finished(target, True, float("nan"))
+            await self.breakers.abandon(key, m.breaker)
+            return
+        m.balancer.finished(target, ok, self._clock.monotonic() - started)
+        await self.breakers.record(key, m.breaker, ok)
 
     def _template(self, chain: list[str], out: Routed[T]) -> None:
         for name in chain:
@@ -303,8 +334,11 @@ class Router:
             balancer.finished(target, True, float("nan"))
             await asyncio.shield(self.breakers.abandon(key, m.breaker))
             raise
-        balancer.finished(target, True, self._clock.monotonic() - started)
-        await self.breakers.record(key, m.breaker, True)
+        if out.defer:
+            out.pending = (m.route.name, target.name, started)
+        else:
+            balancer.finished(target, True, self._clock.monotonic() - started)
+            await self.breakers.record(key, m.breaker, True)
         out.result = result
         out.deployment, out.deployment_name, out.model = dep, target.name, m.route.name
         out.attempts.append(Attempt(target.name, None, OK, ""))

@@ -43,7 +43,9 @@ def redis_address(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port or 6379
     except ValueError:  # the parser's message may quote parts of the URL: say what is expected
-        raise ConfigError("--state", "not a valid Redis URL; expected redis://[:password@]host:port/db") from None
+        raise ConfigError(
+            "--state", "not a valid Redis URL; expected redis://[:password@]host:port/db"
+        ) from None
     host = parts.hostname or "localhost"
     return f"{host}:{port}{parts.path if parts.path not in ('', '/') else ''}"
 

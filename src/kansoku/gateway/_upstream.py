@@ -271,7 +271,12 @@ async def complete(
     phase, limit = "response headers", timeout_s
     try:
         async with asyncio.timeout(timeout_s) as deadline:
-            async with session.post(req.url, data=req.data, headers=req.headers) as resp:
+            async with session.post(
+                req.url,
+                data=req.data,
+                headers=req.headers,
+                allow_redirects=False,  # no redirect SSRF
+            ) as resp:
                 phase, limit = "complete body", read_timeout_s or timeout_s
                 deadline.reschedule(loop.time() + limit)
                 raw = await resp.read()

@@ -241,7 +241,9 @@ async def stream(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            response = await session.post(req.url, data=req.data, headers=req.headers, timeout=read_timeout)
+            response = await session.post(
+                req.url, data=req.data, headers=req.headers, timeout=read_timeout, allow_redirects=False
+            )
             if response.status >= 400:
                 async with response:
                     raw = await response.read()
