@@ -7,9 +7,9 @@ order give the same bits; numbers cross the wire as ``%.17g`` strings, which rou
 exactly (Lua's ``tostring`` keeps only 14 digits, and returned numbers would be truncated to
 integers). ``_earliest`` (the retry-after search) is ported with ``ulp`` built from ``frexp``.
 
-Stored forms: a bucket is ``"tokens updated"``; a window is ``"ts w ts w ..."`` oldest first; a
-breaker is a hash (``cfg st out at adm suc``). Keys whose state would read as fresh get a TTL
-(``MARGIN_S`` past that moment), so idle subjects disappear by themselves.
+Stored forms: a bucket is ``"tokens updated"``, a window ``"ts w ts w ..."`` oldest first, a
+breaker a hash (``cfg st out at adm suc``). A limit's key expires ``MARGIN_S`` after its state
+would read as fresh anyway, so idle subjects disappear by themselves.
 """
 
 from __future__ import annotations
@@ -93,13 +93,11 @@ local function sw_append(r, live, weight, now)
 end
 
 local function save(r, st)
-  local ttl
   if r.kind == 'b' then
-    redis.call('SET', r.key, num(st[1]) .. ' ' .. num(st[2]), 'PX',
-      math.ceil((st[2] + (r.a - st[1]) / r.b - NOW + MARGIN) * 1000))
-    return
+    local ms = math.ceil((st[2] + (r.a - st[1]) / r.b - NOW + MARGIN) * 1000)  -- full again, + margin
+    return redis.call('SET', r.key, num(st[1]) .. ' ' .. num(st[2]), 'PX', ms)
   end
-  if #st == 0 then redis.call('DEL', r.key) return end
+  if #st == 0 then return redis.call('DEL', r.key) end
   local parts = {}
   for _, e in ipairs(st) do parts[#parts + 1] = num(e[1]) .. ' ' .. num(e[2]) end
   redis.call('SET', r.key, table.concat(parts, ' '), 'PX',
@@ -120,31 +118,25 @@ while i <= #ARGV do
   local cost = tonumber(r.amount)
   local st = staged[r.key]
   if st == nil then st = load(r) end
-  local ok, rem, wait, new = false, 0.0, nil, nil
+  local ok, rem, wait, new = false, 0.0, nil, nil  -- wait stays nil (never) if cost > limit
   if r.kind == 'b' then
     if st == nil then st = {r.a, NOW} end
     local level = tb_level(r, st, NOW)
+    rem = math.max(0.0, level)
     if level >= cost then
       ok, rem, wait, new = true, math.max(0.0, level - cost), 0.0, tb_settled(st, NOW, level - cost)
-    elseif cost > r.a then
-      rem = math.max(0.0, level)
-    else
-      rem = math.max(0.0, level)
+    elseif cost <= r.a then
       local guess = st[2] + (cost - st[1]) / r.b - NOW
       wait = earliest(NOW, guess, function(t) return tb_level(r, st, t) >= cost end)
     end
   else
     if st == nil then st = {} end
-    local live = sw_live(r, st, NOW)
-    local used = 0
+    local live, used = sw_live(r, st, NOW), 0
     for _, e in ipairs(live) do used = used + e[2] end
+    rem = math.max(0.0, r.a - used)
     if used + cost <= r.a then
-      ok, rem, wait = true, math.max(0.0, r.a - used - cost), 0.0
-      new = sw_append(r, live, cost, NOW)
-    elseif cost > r.a then
-      rem = math.max(0.0, r.a - used)
-    else
-      rem = math.max(0.0, r.a - used)
+      ok, rem, wait, new = true, math.max(0.0, r.a - used - cost), 0.0, sw_append(r, live, cost, NOW)
+    elseif cost <= r.a then
       local excess, freed, expiry = used + cost - r.a, 0.0, live[#live][1]
       for _, e in ipairs(live) do
         freed = freed + e[2]
@@ -164,9 +156,7 @@ while i <= #ARGV do
   out[#out + 1] = num(rem)
   out[#out + 1] = wait and num(wait) or ''
 end
-if allowed_all == 1 then
-  for _, r in ipairs(order) do save(r, staged[r.key]) end
-end
+for _, r in ipairs(allowed_all == 1 and order or {}) do save(r, staged[r.key]) end
 table.insert(out, 1, allowed_all)
 return out
 """
@@ -186,15 +176,10 @@ while i <= #ARGV do
   if st == nil then st = load(r) end
   local new
   if r.kind == 'b' then
-    if charge then
-      local level = r.a
-      if st then level = tb_level(r, st, NOW) end
-      new = tb_settled(st, NOW, level - amount)
-    elseif st == nil then
-      new = {r.a, NOW}
-    else
-      new = tb_settled(st, NOW, math.min(r.a, tb_level(r, st, NOW) + amount * 0.9))
-    end
+    local level = st and tb_level(r, st, NOW) or r.a
+    if charge then new = tb_settled(st, NOW, level - amount)
+    elseif st == nil then new = {r.a, NOW}
+    else new = tb_settled(st, NOW, math.min(r.a, level + amount)) end
   else
     local live = sw_live(r, st or {}, NOW)
     if charge then
@@ -250,11 +235,8 @@ local function record(good)
   local o = out .. (good and '1' or '0')
   if #o > window then o = string.sub(o, #o - window + 1) end
   local _, failures = string.gsub(o, '0', '')
-  if #o >= min_calls and failures / #o >= rate then
-    set_state('open', '', now, nil, nil)
-  else
-    set_state('closed', o, nil, nil, nil)
-  end
+  if #o >= min_calls and failures / #o >= rate then set_state('open', '', now, nil, nil)
+  else set_state('closed', o, nil, nil, nil) end
 end
 
 local result = 1
@@ -304,14 +286,10 @@ return 1
 DL_PURGE = """
 -- KEYS: index, models set, n model indexes, then letters. ARGV: n, index members, model names.
 -- Returns how many letters were deleted.
-local n = tonumber(ARGV[1])
-local members = {}
-for j = 2, #ARGV - n do members[#members + 1] = ARGV[j] end
-local deleted = 0
+local n, deleted = tonumber(ARGV[1]), 0
 for j = 3 + n, #KEYS do deleted = deleted + redis.call('DEL', KEYS[j]) end
-for _, m in ipairs(members) do
-  redis.call('ZREM', KEYS[1], m)
-  for j = 3, 2 + n do redis.call('ZREM', KEYS[j], m) end
+for j = 1, 2 + n do
+  if j ~= 2 then redis.call('ZREM', KEYS[j], unpack(ARGV, 2, #ARGV - n)) end
 end
 for j = 1, n do
   if redis.call('EXISTS', KEYS[2 + j]) == 0 then redis.call('SREM', KEYS[2], ARGV[#ARGV - n + j]) end

@@ -8,12 +8,13 @@ several replicas enforce one limit. The Redis client is an optional extra, impor
 from __future__ import annotations
 
 from typing import cast
+from urllib.parse import urlsplit
 
 from kansoku.clock import Clock
 from kansoku.errors import ConfigError
 from kansoku.gateway._state import GatewayState, MemoryState
 
-__all__ = ["open_state"]
+__all__ = ["open_state", "redis_address"]
 
 _ACCEPTED = "'memory' or a Redis URL (redis://[:password@]host:port/db, rediss:// for TLS)"
 
@@ -40,3 +41,16 @@ async def open_state(spec: str, *, clock: Clock, dead_letter_path: str, retain_d
             "--state", "the Redis state needs the redis client: pip install 'kansoku[redis]'"
         ) from None
     return await RedisState.connect(spec, clock=clock, retain_days=retain_days)
+
+
+def redis_address(url: str) -> str:
+    """``host:port/db`` of a Redis URL, for messages: never the user name or password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 6379
+    except ValueError:  # the parser's message may quote parts of the URL: say what is expected
+        raise ConfigError(
+            "--state", "not a valid Redis URL; expected redis://[:password@]host:port/db"
+        ) from None
+    host = parts.hostname or "localhost"
+    return f"{host}:{port}{parts.path if parts.path not in ('', '/') else ''}"

@@ -27,27 +27,15 @@ from kansoku.errors import ConfigError
 from kansoku.gateway import _redis_scripts as lua
 from kansoku.gateway._deadletter import Attempt, DeadLetter, _attempt_dict, scrub
 from kansoku.gateway._state import BreakerStates, DeadLetters, LimitStates, SpendStates
+from kansoku.gateway._state_open import redis_address
 from kansoku.policy import BreakerConfig, Rule, SlidingWindow, Verdict
 from kansoku.policy._ratelimit import Decision, check_amount, check_positive
 
-__all__ = ["RedisState", "redis_address"]
+__all__ = ["RedisState"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _MAX_NS = 10**19 - 1  # letters sort by (MAX - created_ns) as 19 digits: newest first, by lex order
 _PAGE = 500
-
-
-def redis_address(url: str) -> str:
-    """``host:port/db`` of a Redis URL, for messages: never the user name or password."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 6379
-    except ValueError:  # the parser's message may quote parts of the URL: say what is expected
-        raise ConfigError(
-            "--state", "not a valid Redis URL; expected redis://[:password@]host:port/db"
-        ) from None
-    host = parts.hostname or "localhost"
-    return f"{host}:{port}{parts.path if parts.path not in ('', '/') else ''}"
 
 
 def _esc(part: str) -> str:
@@ -79,17 +67,17 @@ def _rule_args(rules: Sequence[Rule], amounts: Sequence[str], prefix: str) -> tu
     return keys, args
 
 
-class RedisLimits:
+class _Part:
     def __init__(self, state: RedisState) -> None:
         self._s = state
 
+
+class RedisLimits(_Part):
     async def take(self, rules: Sequence[Rule], cost: float) -> Verdict:
-        check_amount("cost", cost)
-        amounts = [_f(cost if r.cost is None else r.cost) for r in rules]
-        for r in rules:
-            if r.cost is not None:
-                check_amount("cost", r.cost)
-        keys, args = _rule_args(rules, amounts, self._s.prefix)
+        costs = [cost if r.cost is None else r.cost for r in rules]
+        for c in (cost, *costs):
+            check_amount("cost", c)
+        keys, args = _rule_args(rules, [_f(c) for c in costs], self._s.prefix)
         out = await self._s.run(lua.TAKE, keys, [_f(lua.MARGIN_S), _f(self._s.now()), *args])
         decisions = tuple(
             Decision(bool(int(out[i])), float(out[i + 1]), float(out[i + 2]) if out[i + 2] else None)
@@ -113,15 +101,10 @@ class RedisLimits:
         await self._s.run(lua.SETTLE, keys, [_f(lua.MARGIN_S), _f(self._s.now()), *args])
 
 
-class RedisSpend:
-    def __init__(self, state: RedisState) -> None:
-        self._s = state
-
+class RedisSpend(_Part):
     async def spent(self, counters: Sequence[str]) -> list[float]:
-        if not counters:
-            return []
-        values = await self._s.client.mget([self._s.prefix + "spend:" + c for c in counters])
-        return [0.0 if v is None else float(v) for v in values]
+        keys = [self._s.prefix + "spend:" + c for c in counters]
+        return [0.0 if v is None else float(v) for v in (await self._s.client.mget(keys) if keys else [])]
 
     async def add(self, counters: Sequence[str], amount: float, ttl_s: float) -> None:
         check_positive("ttl_s", ttl_s)
@@ -130,19 +113,13 @@ class RedisSpend:
             await self._s.run(lua.SPEND_ADD, keys, [_f(amount), str(max(1, round(ttl_s * 1000)))])
 
 
-class RedisBreakers:
-    def __init__(self, state: RedisState) -> None:
-        self._s = state
-
+class RedisBreakers(_Part):
     async def _op(self, op: str, name: str, config: BreakerConfig, ok: bool = False) -> bool:
         c = config
         fields = [str(c.window), _f(c.failure_rate), str(c.min_calls), _f(c.open_s), str(c.half_open_calls)]
         ttl_ms = round(max(86_400.0, 2 * c.open_s) * 1000)  # idle breakers are forgotten after a day
         args = [op, _f(self._s.now()), ":".join(fields), *fields, "1" if ok else "0", str(ttl_ms)]
-        return bool(int(await self._s.run(lua.BREAKER, [self._key(name)], args)))
-
-    def _key(self, name: str) -> str:
-        return f"{self._s.prefix}br:{name}"
+        return bool(int(await self._s.run(lua.BREAKER, [f"{self._s.prefix}br:{name}"], args)))
 
     async def allow(self, name: str, config: BreakerConfig) -> bool:
         return await self._op("allow", name, config)
@@ -156,7 +133,7 @@ class RedisBreakers:
     async def states(self, names: Sequence[str]) -> dict[str, str]:
         pipe = self._s.client.pipeline(transaction=False)
         for n in names:
-            pipe.hget(self._key(n), "st")
+            pipe.hget(f"{self._s.prefix}br:{n}", "st")
         found = await pipe.execute()
         return {n: (_s(s) if s else "closed") for n, s in zip(names, found, strict=True)}
 
@@ -285,7 +262,11 @@ class RedisState:
         """Connect and check the server answers; :class:`ConfigError` names host:port, not secrets."""
         address = redis_address(url)
         try:
-            client = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+            # Blocking: a burst beyond the pool waits (up to 5 s) for a connection instead of failing.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=64, timeout=5, socket_connect_timeout=5, socket_timeout=5
+            )
+            client = aioredis.Redis.from_pool(pool)
         except ValueError as exc:
             raise ConfigError("--state", f"not a valid Redis URL for {address}: {exc}") from None
         try:
