@@ -83,9 +83,15 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit}")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    # read(n) returns what has arrived so far, not n bytes: read to the end (or past the limit).
+    parts: list[bytes] = []
+    size = 0
+    while part := await request.content.read(limit + 1 - size):
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    raw = b"".join(parts)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
