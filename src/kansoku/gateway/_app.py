@@ -322,6 +322,13 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         "# TYPE kansoku_gateway_inflight gauge",
         f"kansoku_gateway_inflight {gw.inflight}",
     ]
+    errors = getattr(gw.state, "errors", None)
+    if errors is not None:
+        lines += [
+            "# HELP kansoku_gateway_state_errors_total Shared-state (Redis) calls that failed open.",
+            "# TYPE kansoku_gateway_state_errors_total counter",
+            f"kansoku_gateway_state_errors_total {errors}",
+        ]
     if gw.recorder is not None:
         stats = gw.recorder.stats()
         lines += [

@@ -148,7 +148,10 @@ async def run_stream(ex: Exchange) -> tuple[Routed[UpstreamStream], bool]:
     async def call(dep: Deployment, timeout_s: float) -> UpstreamStream:
         a, headers = ex.attempt(dep)
         try:
-            it = await stream(gw.session, dep, payload, timeout_s=timeout_s, headers=headers)
+            # Between chunks, the deployment's own timeout bounds a silence (the default is 60 s).
+            it = await stream(
+                gw.session, dep, payload, timeout_s=timeout_s, headers=headers, idle_timeout_s=dep.timeout_s
+            )
         except UpstreamError as err:
             ex.failed(a, err)
             raise

@@ -40,7 +40,10 @@ async def open_state(spec: str, *, clock: Clock, dead_letter_path: str, retain_d
         raise ConfigError(
             "--state", "the Redis state needs the redis client: pip install 'kansoku[redis]'"
         ) from None
-    return await RedisState.connect(spec, clock=clock, retain_days=retain_days)
+    from kansoku.gateway._state_guard import GuardedState
+
+    # Reachable at start-up (connect fails loudly otherwise); an outage later fails open.
+    return GuardedState(await RedisState.connect(spec, clock=clock, retain_days=retain_days))
 
 
 def redis_address(url: str) -> str:
