@@ -25,6 +25,7 @@ from kansoku.clock import SYSTEM_CLOCK, Clock
 from kansoku.errors import ConfigError
 from kansoku.gateway._deadletter import Attempt
 from kansoku.gateway._state import GatewayState, MemoryState
+from kansoku.gateway._state_guard import GuardedState
 from kansoku.gateway._state_open import open_state
 from kansoku.gateway._state_redis import RedisState
 from kansoku.policy import Breaker, BreakerConfig, Closed, HalfOpen, Limiter, Rule, SlidingWindow, TokenBucket
@@ -405,8 +406,9 @@ def test_open_state_memory_and_redis() -> None:
         assert isinstance(memory, MemoryState)
         await memory.close()
         redis = await open_state(redis_url(), clock=SYSTEM_CLOCK, dead_letter_path=":memory:", retain_days=3)
-        assert isinstance(redis, RedisState)
-        assert "hunter2" not in repr(redis)
+        assert isinstance(redis, GuardedState)  # a Redis outage later fails open
+        assert isinstance(redis.inner, RedisState)
+        assert "hunter2" not in repr(redis.inner)
         await redis.close()
 
     asyncio.run(main())
