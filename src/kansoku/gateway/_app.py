@@ -150,6 +150,13 @@ async def _begin(request: web.Request, operation: str) -> tuple[Exchange, Any, A
     return ex, key, ticket
 
 
+def _cancelled(ex: Exchange) -> None:
+    """The client left (aiohttp cancels the handler): the record says so, once."""
+    if ex.facts.end_ns == 0:
+        ex.facts.outcome, ex.facts.error_type = "client_error", "cancelled"
+        ex.finish(499)
+
+
 async def _settle(ex: Exchange, access: Access, ticket: Any) -> None:
     if ticket is not None:
         await access.settle(ticket, ex.facts)
@@ -184,10 +191,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             ex.finish(200)
             return json_response(routed.template_body, headers=headers)
         return await _failed(ex, routed, key, headers)
-    except asyncio.CancelledError:  # the client left; the record says so
-        if ex.facts.end_ns == 0:
-            ex.facts.outcome, ex.facts.error_type = "client_error", "cancelled"
-            ex.finish(499)
+    except asyncio.CancelledError:
+        _cancelled(ex)
         raise
     finally:
         gw.inflight -= 1
@@ -287,10 +292,8 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
             ex.finish(200)
             return json_response(body, headers=headers)
         return await _failed(ex, routed, key, headers)
-    except asyncio.CancelledError:  # the client left; the record says so
-        if ex.facts.end_ns == 0:
-            ex.facts.outcome, ex.facts.error_type = "client_error", "cancelled"
-            ex.finish(499)
+    except asyncio.CancelledError:
+        _cancelled(ex)
         raise
     finally:
         gw.inflight -= 1

@@ -14,13 +14,15 @@ have reached the client, a broken stream ends with an SSE error event.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 
 from kansoku.gateway._anthropic import TranslationError
 from kansoku.gateway._config import Deployment
 from kansoku.gateway._proxy import Exchange, translation_error
+from kansoku.gateway._record import AttemptFacts
 from kansoku.gateway._router import Routed
 from kansoku.gateway._upstream import UpstreamError, UpstreamResult, complete
 from kansoku.gateway._upstream_stream import UpstreamStream, stream
@@ -28,6 +30,8 @@ from kansoku.gateway._validate import Validator, reask_messages, validate_answer
 from kansoku.model._errors import ErrorType
 
 __all__ = ["answer_text", "run_chat", "run_stream", "template_chunks"]
+
+T = TypeVar("T")
 
 
 def answer_text(body: dict[str, Any]) -> str:
@@ -37,6 +41,20 @@ def answer_text(body: dict[str, Any]) -> str:
     message = choices[0].get("message")
     content = message.get("content") if isinstance(message, dict) else None
     return content if isinstance(content, str) else ""
+
+
+async def _tracked(ex: Exchange, a: AttemptFacts, call: Awaitable[T]) -> T:
+    """Await one upstream call, writing its failure into the attempt's record; a request the
+    provider cannot take (``TranslationError``) becomes the client's 400, never retried."""
+    try:
+        return await call
+    except UpstreamError as err:
+        ex.failed(a, err)
+        raise
+    except TranslationError as exc:
+        refused = translation_error(exc)
+        ex.failed(a, refused)
+        raise refused from None
 
 
 def _invalid(dep: Deployment, problems: tuple[str, ...], reasks: int) -> UpstreamError:
@@ -94,15 +112,9 @@ async def run_chat(ex: Exchange, validator: Validator | None, reasks: int) -> Ro
     async def call(dep: Deployment, timeout_s: float) -> UpstreamResult:
         until = loop.time() + timeout_s
         a, headers = ex.attempt(dep)
-        try:
-            result = await complete(gw.session, dep, payload, timeout_s=timeout_s, headers=headers)
-        except UpstreamError as err:
-            ex.failed(a, err)
-            raise
-        except TranslationError as exc:
-            refused = translation_error(exc)
-            ex.failed(a, refused)
-            raise refused from None
+        result = await _tracked(
+            ex, a, complete(gw.session, dep, payload, timeout_s=timeout_s, headers=headers)
+        )
         ex.succeeded(a, result)
         if validator is not None:
             try:
@@ -147,18 +159,11 @@ async def run_stream(ex: Exchange) -> tuple[Routed[UpstreamStream], bool]:
 
     async def call(dep: Deployment, timeout_s: float) -> UpstreamStream:
         a, headers = ex.attempt(dep)
-        try:
-            # Between chunks, the deployment's own timeout bounds a silence (the default is 60 s).
-            it = await stream(
-                gw.session, dep, payload, timeout_s=timeout_s, headers=headers, idle_timeout_s=dep.timeout_s
-            )
-        except UpstreamError as err:
-            ex.failed(a, err)
-            raise
-        except TranslationError as exc:
-            refused = translation_error(exc)
-            ex.failed(a, refused)
-            raise refused from None
+        # Between chunks, the deployment's own timeout bounds a silence (the default is 60 s).
+        opened = stream(
+            gw.session, dep, payload, timeout_s=timeout_s, headers=headers, idle_timeout_s=dep.timeout_s
+        )
+        it = await _tracked(ex, a, opened)
         a.status_code = it.status
         a.ttft_ms = None if it.ttft_s is None else it.ttft_s * 1000
         return it

@@ -18,7 +18,6 @@ import aiohttp
 from kansoku.clock import Clock
 from kansoku.gateway._anthropic import TranslationError
 from kansoku.gateway._config import Deployment, GatewayConfig
-from kansoku.gateway._deadletter import Attempt
 from kansoku.gateway._embed import embed
 from kansoku.gateway._errors import ModelNotFound, PermissionDenied
 from kansoku.gateway._record import AttemptFacts, Recorder, RequestFacts
@@ -290,7 +289,3 @@ def _no_answer(model: str) -> UpstreamError:
         retryable=True,
         body={"error": {"message": message, "type": "server_error", "param": None, "code": "no_answer"}},
     )
-
-
-def attempts_for_letter(routed: Routed[Any]) -> list[Attempt]:
-    return [a for a in routed.attempts if a.error_type != "ok"]
