@@ -95,7 +95,7 @@ def _sum(values: Sequence[int | None]) -> int | None:
     return sum(known) if known else None
 
 
-def _attempt_span(req: RequestFacts, a: AttemptFacts) -> Span:
+def _attempt_span(req: RequestFacts, a: AttemptFacts, cls: type[Span]) -> Span:
     attrs: dict[str, Any] = {
         "kansoku.gateway.attempt": a.number,
         "kansoku.gateway.route": a.route,
@@ -113,7 +113,7 @@ def _attempt_span(req: RequestFacts, a: AttemptFacts) -> Span:
     for name in ("prompt_tokens", "completion_tokens"):
         if (n := _tokens(a.usage, name)) is not None:
             attrs[f"gen_ai.usage.{'input' if name == 'prompt_tokens' else 'output'}_tokens"] = n
-    return Span(
+    return cls(
         trace_id=req.trace_id,
         span_id=a.span_id,
         parent_span_id=req.span_id,
@@ -155,7 +155,7 @@ def request_cost(catalog: PriceCatalog, req: RequestFacts) -> float | None:
     return total if known else None
 
 
-def _request_span(req: RequestFacts, catalog: PriceCatalog) -> Span:
+def _request_span(req: RequestFacts, catalog: PriceCatalog, cls: type[Span]) -> Span:
     answered = req.answered_by
     body = req.request
     messages = body.get("messages") if req.operation == "chat" else None
@@ -202,7 +202,7 @@ def _request_span(req: RequestFacts, catalog: PriceCatalog) -> Span:
     if req.key_name is not None:
         attrs["kansoku.gateway.key"] = req.key_name
     failed = req.outcome not in ("ok", "template")
-    return Span(
+    return cls(
         trace_id=req.trace_id,
         span_id=req.span_id,
         parent_span_id=req.parent_span_id,
@@ -224,9 +224,24 @@ def _request_span(req: RequestFacts, catalog: PriceCatalog) -> Span:
     )
 
 
-def build_spans(req: RequestFacts, catalog: PriceCatalog) -> list[Span]:
+def build_spans(req: RequestFacts, catalog: PriceCatalog, cls: type[Span] = Span) -> list[Span]:
     """The request's span (the LLM-call record) followed by one span per attempt."""
-    return [_request_span(req, catalog), *(_attempt_span(req, a) for a in req.attempts)]
+    return [_request_span(req, catalog, cls), *(_attempt_span(req, a, cls) for a in req.attempts)]
+
+
+class RenderedSpan(Span):
+    """A span whose record (:meth:`to_record`) is rendered once, ahead of export: on the
+    gateway's event loop, between requests, rather than on an export thread competing with the
+    loop for the GIL. Redaction returns copies of the same class, rendered afterwards."""
+
+    __slots__ = ("_record",)
+
+    def render(self) -> None:
+        self._record = Span.to_record(self)
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] | None = getattr(self, "_record", None)
+        return record if record is not None else Span.to_record(self)
 
 
 class CollectorExporter:

@@ -76,6 +76,13 @@ class Pipeline:
         self._wake.set()
         self._thread.join(timeout)
 
+    def process(self, span: Span) -> Span | None:
+        """Run the processors over one span (for callers that build spans themselves)."""
+        return self._process(span)
+
+    def count_drop(self, reason: str) -> None:
+        self._drop(reason)
+
     def _drop(self, reason: str) -> None:
         with self._lock:
             self.dropped[reason] += 1
