@@ -229,4 +229,7 @@ def make_app(collector: Collector) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    from kansoku.ui import add_ui_routes
+
+    add_ui_routes(app)  # the web UI: files only; its data comes from the query API above
     return app
