@@ -114,20 +114,22 @@ def fmt_ms(v: float) -> str:
 # -- building the store ---------------------------------------------------------------------------
 
 
-def _produce(q: Any, records: int, seed: int, days: int, batch_calls: int) -> None:
+def _produce(  # noqa: PLR0917 - a process target takes positional arguments
+    q: Any, records: int, seed: int, days: int, batch_calls: int, end_ns: int = END_NS
+) -> None:
     """Child process: generate the batches and hand them over (bounded queue: memory stays flat)."""
-    gen = Synth(seed=seed, start_ns=END_NS - days * DAY, end_ns=END_NS, calls=records, project=PROJECT)
+    gen = Synth(seed=seed, start_ns=end_ns - days * DAY, end_ns=end_ns, calls=records, project=PROJECT)
     for b in gen.ndjson(batch_calls):
         q.put((b.rows, b.lo_ns, b.hi_ns, b.spans, b.calls))
     q.put(None)
 
 
 def _batches(
-    records: int, seed: int, days: int, batch_calls: int
+    records: int, seed: int, days: int, batch_calls: int, end_ns: int = END_NS
 ) -> Iterator[tuple[bytes, int, int, int, int]]:
     ctx = mp.get_context("spawn")  # no fork of a process that may hold DuckDB threads
     q = ctx.Queue(maxsize=3)
-    proc = ctx.Process(target=_produce, args=(q, records, seed, days, batch_calls), daemon=True)
+    proc = ctx.Process(target=_produce, args=(q, records, seed, days, batch_calls, end_ns), daemon=True)
     proc.start()
     try:
         while (item := q.get()) is not None:

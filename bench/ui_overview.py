@@ -1,0 +1,192 @@
+"""Web UI: how long the overview takes to render over a store of 1 M calls.
+
+    .venv/bin/python bench/ui_overview.py                 # 1 M calls over 30 days ending now
+    .venv/bin/python bench/ui_overview.py --quick         # 50 k calls, prints only (CI smoke)
+
+Builds (or reuses, while its data still ends within the last 12 h) a DuckDB store of synthetic
+traffic (``bench/synth.py``) ending now, runs ``kansoku server`` on it, and loads the overview
+page in headless Chromium (Debian's ``chromium``, driven by ``playwright``): the time from the
+start of navigation until the page says it is ready (``main#page[data-state=ready]``, every
+panel drawn), for each time range. Beside it, the API requests the page made and their times,
+so that a slow panel is named. Target (issue): under 1 s on 1 M calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import cpu_model, git_commit, write_section
+from kansoku.store import DuckDBStore
+from store_query import _batches, load_average
+
+ROOT = Path(__file__).resolve().parent.parent
+RANGES = ("1h", "24h", "7d", "30d")
+SECTION = "## Web UI overview (bench/ui_overview.py)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build(records: int, days: int, data: Path, rebuild: bool) -> Path:
+    """A store of ``records`` calls over ``days`` days ending now (reused while still recent)."""
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / f"ui-{records}-d{days}.duckdb"
+    stamp = path.with_suffix(".end")
+    fresh = stamp.exists() and time.time() - float(stamp.read_text()) < 12 * 3600
+    if path.exists() and fresh and not rebuild:
+        print(f"reusing {path}", file=sys.stderr)
+        return path
+    for stale in (path, path.with_name(path.name + ".wal"), stamp):
+        stale.unlink(missing_ok=True)
+    end_ns = time.time_ns()
+    print(f"building {path}: {records:,} calls over {days} days ending now ...", file=sys.stderr)
+    store = DuckDBStore(str(path), retention_days=None)
+    t0 = time.perf_counter()
+    for rows, lo, hi, _spans, _calls in _batches(records, 1, days, 30_000, end_ns):
+        store.load(rows, lo, hi)
+    store.close()
+    print(f"built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    stamp.write_text(str(end_ns / 1e9))
+    return path
+
+
+def chromium() -> str | None:
+    return os.environ.get("KANSOKU_TEST_CHROMIUM") or shutil.which("chromium")
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - our loopback server
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"no answer from {url} within {timeout:.0f} s")
+
+
+def measure(url: str, runs: int, exe: str) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, Any] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        try:
+            for rng in RANGES:
+                times: list[float] = []
+                api: dict[str, list[float]] = {}
+                for i in range(runs + 1):  # the first is a warm-up (DuckDB caches, browser cache)
+                    page = browser.new_page(viewport={"width": 1440, "height": 900})
+                    requests: list[Any] = []
+                    page.on("requestfinished", requests.append)
+                    t0 = time.perf_counter()
+                    page.goto(f"{url}/#/overview?range={rng}")
+                    page.wait_for_selector("main#page[data-page=overview][data-state=ready]", timeout=60_000)
+                    took = time.perf_counter() - t0
+                    if i:
+                        times.append(took)
+                        for r in requests:
+                            if "/api/v1/" in r.url:
+                                t = r.timing
+                                key = r.url.split("/api/v1/", 1)[1][:90]
+                                api.setdefault(key, []).append((t["responseEnd"] - t["requestStart"]) / 1000)
+                    page.close()
+                out[rng] = {"times": times, "api": api}
+        finally:
+            browser.close()
+    return out
+
+
+def report(args: argparse.Namespace, path: Path, results: dict[str, Any]) -> str:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        calls = con.execute("SELECT count(*) FROM spans WHERE type = 'llm_call'").fetchone()
+        spans = con.execute("SELECT count(*) FROM spans").fetchone()
+    finally:
+        con.close()
+    command = f"`.venv/bin/python bench/ui_overview.py{' --quick' if args.quick else ''}`"
+    n_calls, n_spans = (calls[0] if calls else 0), (spans[0] if spans else 0)
+    lines = [
+        (
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with {command}: a DuckDB "
+            f"store of {n_calls:,} LLM calls ({n_spans:,} spans) over {args.days} days ending now; the "
+            f"overview loaded {args.runs} times per range in headless Chromium after one warm-up."
+        ),
+        "",
+        (
+            f"Machine: {cpu_model()}, {os.cpu_count()} cores; load average {load_average()}; "
+            f"commit {git_commit()}."
+        ),
+        "",
+        "| range | page ready p50 ms | max ms | target | slowest API request (median ms) |",
+        "|---|---|---|---|---|",
+    ]
+    for rng, r in results.items():
+        t = r["times"]
+        slow = max(r["api"].items(), key=lambda kv: statistics.median(kv[1]), default=("-", [0.0]))
+        verdict = "met" if max(t) < 1.0 else "**missed**"
+        lines.append(
+            f"| {rng} | {statistics.median(t) * 1000:,.0f} | {max(t) * 1000:,.0f} | < 1,000 ({verdict}) | "
+            f"`{slow[0]}` {statistics.median(slow[1]):,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=None, help="LLM calls (default 1 M; quick 50 k)")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=None, help="page loads per range (default 10; quick 2)")
+    ap.add_argument("--data", type=Path, default=ROOT / "bench" / ".data")
+    ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--write", action=argparse.BooleanOptionalAction, default=None)
+    args = ap.parse_args()
+    args.records = args.records or (50_000 if args.quick else 1_000_000)
+    args.runs = args.runs or (2 if args.quick else 10)
+    write = args.write if args.write is not None else not args.quick
+    exe = chromium()
+    if exe is None:
+        raise SystemExit("chromium not found: apt-get install chromium (or set KANSOKU_TEST_CHROMIUM)")
+    path = build(args.records, args.days, args.data, args.rebuild)
+    port = free_port()
+    work = args.data / "ui-server"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "kansoku", "server", "--port", str(port), "--store", f"duckdb:///{path}",
+           "--data-dir", str(work), "--retention-days", "0"]  # fmt: skip
+    with (work / "server.log").open("wb") as log:
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", 120)
+        results = measure(url, args.runs, exe)
+    finally:
+        server.terminate()
+        server.wait(30)
+    text = report(args, path, results)
+    print(text)
+    if write:
+        write_section(ROOT / "bench" / "RESULTS.md", text, SECTION)
+        print("wrote bench/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
