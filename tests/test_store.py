@@ -142,8 +142,8 @@ def make_calls(n: int, seed: int = 7, t0: int = T0, step: int = SEC) -> list[Spa
                 status_code=429 if err else 200,
                 error_type=ERRORS[i % 3] if err else None,
                 error_message="boom" if err else None,
-                service="bot",
-                environment="prod",
+                service="bot" if i % 2 else "mail",
+                environment="staging" if i % 3 == 1 else "prod",
                 region=None,
                 user_id=f"u-{i % 5}",
                 context_id=f"conv-{i % 4}",
@@ -211,6 +211,10 @@ def test_each_filter(store):
     assert ids(model="gpt-4o") == expect(lambda s: s.llm.model == "gpt-4o")
     assert ids(provider="anthropic") == expect(lambda s: s.llm.provider == "anthropic")
     assert ids(error_type="timeout") == expect(lambda s: s.error_type == "timeout")
+    assert ids(environment="staging") == expect(lambda s: s.environment == "staging")
+    assert ids(service="mail", environment="prod") == expect(
+        lambda s: s.service == "mail" and s.environment == "prod"
+    )
     assert ids(status="error") == expect(lambda s: s.status == "error")
     assert ids(tags=(("department", "sales"),)) == expect(lambda s: s.tags["department"] == "sales")
     assert ids(tags=(("department", "sales"), ("feature", "search"))) == expect(
@@ -308,7 +312,7 @@ def _quantile(values: list[float], q: float) -> float:
     return v[lo] + (v[hi] - v[lo]) * (pos - lo)
 
 
-@pytest.mark.parametrize("group_by", ["model", "error_type", "tag:department"])
+@pytest.mark.parametrize("group_by", ["model", "error_type", "tag:department", "environment"])
 def test_stats_grouped_and_bucketed(store, group_by):
     spans = make_calls(300, step=SEC)
     store.write(spans, project="p")
@@ -322,6 +326,8 @@ def test_stats_grouped_and_bucketed(store, group_by):
             return s.llm.model
         if group_by == "error_type":
             return s.error_type
+        if group_by == "environment":
+            return s.environment
         return s.tags["department"]
 
     expected: dict[tuple, list[Span]] = {}

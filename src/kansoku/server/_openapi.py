@@ -100,6 +100,8 @@ FILTERS = [
     _param("prompt_version", "The prompt template version."),
     _param("model", "The response model, or the requested one if the call failed before a response."),
     _param("provider", "openai, anthropic, ..."),
+    _param("environment", "The deployment environment the record came from (prod, staging, ...)."),
+    _param("service", "The service (application) that made the call."),
     _param("error_type", "Error class.", {"enum": sorted(ERROR_TYPES)}),
     _param("status", "Span status.", {"enum": ["ok", "error", "unset"]}),
     _param(

@@ -29,7 +29,10 @@ _Q = TypeVar("_Q", CallQuery, StatsQuery)
 _MAX_NS = 2**63 - 1
 _MAX_NUMBER = 2**31 - 1  # fits every store's integer columns
 
-_STR_PARAMS = ("user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type")
+_STR_PARAMS = (
+    "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "environment",
+    "service",
+)  # fmt: skip
 FILTER_PARAMS: tuple[str, ...] = (
     *_STR_PARAMS, "status", "tag", "since", "until", "q", "min_latency_ms", "min_tokens", "min_cost", "type",
 )  # fmt: skip

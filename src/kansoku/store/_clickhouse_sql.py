@@ -66,6 +66,7 @@ SELECT_SPAN = ", ".join("tags.key, tags.value" if c == "tags" else c for c in RE
 _GROUP_COLUMNS = {
     "model": "ifNull(model, request_model)", "provider": "provider", "prompt_id": "prompt_id",
     "prompt_version": "prompt_version", "user_id": "user_id", "error_type": "error_type",
+    "environment": "environment", "service": "service",
 }  # fmt: skip
 
 # Largest cursor key the protocol accepts (|key| < 2**62): the missing-value sentinels stay below.
@@ -83,6 +84,7 @@ _SORT_EXPR = {
 
 _EQ_FILTERS = (
     "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "status",
+    "environment", "service",
 )  # fmt: skip
 
 

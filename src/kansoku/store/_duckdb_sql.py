@@ -13,6 +13,7 @@ SELECT_SPAN = ", ".join(READ_COLUMNS)
 _GROUP_COLUMNS = {
     "model": "coalesce(model, request_model)", "provider": "provider", "prompt_id": "prompt_id",
     "prompt_version": "prompt_version", "user_id": "user_id", "error_type": "error_type",
+    "environment": "environment", "service": "service",
 }  # fmt: skip
 
 # (descending, ascending) sort expressions: a missing value sorts last both ways. The sentinels
@@ -29,6 +30,7 @@ _SORT_EXPR = {
 
 _EQ_FILTERS = (
     "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "status",
+    "environment", "service",
 )  # fmt: skip
 
 

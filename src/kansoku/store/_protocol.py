@@ -21,7 +21,9 @@ from kansoku.model import Span
 #: Sort keys of :class:`CallQuery` (closed set; backends map each to a column).
 SORT_FIELDS: tuple[str, ...] = ("timestamp", "latency_ms", "cost_usd", "total_tokens")
 #: Plain group-by keys of :class:`StatsQuery`; ``tag:<key>`` groups by one tag as well.
-GROUP_FIELDS: tuple[str, ...] = ("model", "provider", "prompt_id", "prompt_version", "user_id", "error_type")
+GROUP_FIELDS: tuple[str, ...] = (
+    "model", "provider", "prompt_id", "prompt_version", "user_id", "error_type", "environment", "service",
+)  # fmt: skip
 #: Record types a query may select; ``None`` means both.
 RECORD_TYPES: tuple[str, ...] = ("llm_call", "span")
 STATUSES: tuple[str, ...] = ("ok", "error", "unset")
@@ -32,6 +34,7 @@ _MAX_STR = 1000
 
 _STR_FILTERS = (
     "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "text",
+    "environment", "service",
 )  # fmt: skip
 
 
@@ -67,6 +70,8 @@ class Filters:
     model: str | None = None
     provider: str | None = None
     error_type: str | None = None
+    environment: str | None = None
+    service: str | None = None
     status: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
     since_ns: int | None = None
