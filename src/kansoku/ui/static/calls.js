@@ -8,13 +8,16 @@ import { sendDataHint } from './overview.js';
 
 export const title = () => 'Calls';
 
-const FILTER_NAMES = ['user_id', 'context_id', 'prompt_id', 'prompt_version', 'model', 'provider', 'error_type', 'status', 'tag',
+const FILTER_NAMES = ['user_id', 'context_id', 'prompt_id', 'prompt_version', 'model', 'provider', 'environment', 'service',
+  'error_type', 'status', 'tag',
   'since', 'until', 'q', 'min_latency_ms', 'min_tokens', 'min_cost', 'type'];
 const VIEW_NAMES = ['sort', 'order', 'cursor', 'limit'];
 const FIELDS = [
   { name: 'q', label: 'Search text', placeholder: 'words in input or output', wide: true, type: 'search' },
   { name: 'model', label: 'Model', list: true, placeholder: 'any' },
   { name: 'provider', label: 'Provider', list: true, placeholder: 'any' },
+  { name: 'environment', label: 'Environment', list: true, placeholder: 'any' },
+  { name: 'service', label: 'Service', list: true, placeholder: 'any' },
   { name: 'user_id', label: 'User', placeholder: 'any' },
   { name: 'context_id', label: 'Session', placeholder: 'any' },
   { name: 'prompt_id', label: 'Prompt id', list: true, placeholder: 'any' },
@@ -140,7 +143,7 @@ export function mount(root, params, ctx) {
   }
 
   async function suggestions() {
-    for (const name of ['model', 'provider', 'prompt_id']) {
+    for (const name of ['model', 'provider', 'prompt_id', 'environment', 'service']) {
       try {
         const res = await api.stats({ since: '30d', group_by: name, limit: 200 });
         if (form) fillList(form, name, res.data.map((r) => r.group));

@@ -9,11 +9,13 @@ import { bucketFor, grid, windowOf } from './series.js';
 
 export const title = () => 'Overview';
 
-const FILTERS = ['model', 'provider', 'prompt_id', 'prompt_version', 'tag', 'since', 'until'];
+const FILTERS = ['model', 'provider', 'prompt_id', 'prompt_version', 'environment', 'service', 'tag', 'since', 'until'];
 const FIELDS = [
   { name: 'model', label: 'Model', list: true, placeholder: 'any' },
   { name: 'provider', label: 'Provider', list: true, placeholder: 'any' },
   { name: 'prompt_id', label: 'Prompt', list: true, placeholder: 'any' },
+  { name: 'environment', label: 'Environment', list: true, placeholder: 'any' },
+  { name: 'service', label: 'Service', list: true, placeholder: 'any' },
   { name: 'tag', label: 'Tags', placeholder: 'department:support', wide: true },
 ];
 const REFRESH_MS = 15000;
@@ -138,7 +140,7 @@ export function mount(root, params, ctx) {
   }
 
   async function suggestions() {
-    for (const name of ['model', 'provider', 'prompt_id']) {
+    for (const name of ['model', 'provider', 'prompt_id', 'environment', 'service']) {
       try {
         const res = await api.stats({ since: '30d', group_by: name, limit: 200 });
         if (form) fillList(form, name, res.data.map((r) => r.group));
