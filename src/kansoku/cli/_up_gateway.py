@@ -83,6 +83,7 @@ class UpGateway:
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         async def on_ready(url: str, gw: Any) -> None:
+            collector.gateway = gw  # the collector's /api/v1/gateway/* routes (the UI's gateway page)
             ready.set_result(url)
 
         exporter = CollectorExporter(collector._ingest_native)

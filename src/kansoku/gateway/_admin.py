@@ -9,6 +9,7 @@ letter's replay history and returned. A replay that fails again leaves the lette
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +17,8 @@ from aiohttp import web
 from kansoku.gateway._app import GATEWAY, json_response
 from kansoku.gateway._chat import run_chat
 from kansoku.gateway._errors import BadRequest, GatewayError, ModelNotFound
-from kansoku.gateway._proxy import Exchange
+from kansoku.gateway._proxy import Exchange, Gateway
+from kansoku.gateway._status import status
 
 __all__ = ["add_admin_routes"]
 
@@ -68,16 +70,23 @@ async def get_letter(request: web.Request) -> web.StreamResponse:
 
 async def replay(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
+    gw.live.access.require_admin(request.headers)
+    status_code, body = await replay_letter(gw, request.match_info["id"], request.headers)
+    return json_response(body, status=status_code)
+
+
+async def replay_letter(
+    gw: Gateway, letter_id: str, headers: Mapping[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """Send a dead letter through the router again; (HTTP status, answer) — also for the UI."""
     live = gw.live
-    live.access.require_admin(request.headers)
-    letter_id = request.match_info["id"]
     letter = await gw.state.dead_letters.get(letter_id)
     if letter is None:
         raise NotFound("no dead letter with this id", param="id")
     if live.config.model(letter.model) is None:
         raise ModelNotFound(f"the letter's model {letter.model!r} is no longer configured", param="model")
     body = {k: v for k, v in letter.request.items() if k not in ("stream", "stream_options")}
-    ex = Exchange(gw, live, operation="chat", model=letter.model, body=body, headers=request.headers)
+    ex = Exchange(gw, live, operation="chat", model=letter.model, body=body, headers=headers)
     ex.facts.key_name = letter.key_name
     validator = live.validators.get(letter.model)
     route = live.config.model(letter.model)
@@ -97,11 +106,17 @@ async def replay(request: web.Request) -> web.StreamResponse:
         outcome["error"] = {"status": routed.error.client_status, "type": routed.error.error_type.value}
     await gw.state.dead_letters.record_replay(letter_id, outcome)
     ex.finish(200 if answer is not None else routed.error.client_status if routed.error else 502)
-    status = 200 if answer is not None else 502
-    return json_response({"id": letter_id, **outcome, "response": answer}, status=status)
+    return (200 if answer is not None else 502), {"id": letter_id, **outcome, "response": answer}
+
+
+async def gateway_status(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    gw.live.access.require_admin(request.headers)
+    return json_response(await status(gw))
 
 
 def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/status", gateway_status)
     app.router.add_get("/admin/dead-letters", list_letters)
     app.router.add_get("/admin/dead-letters/{id}", get_letter)
     app.router.add_post("/admin/dead-letters/{id}/replay", replay)

@@ -118,18 +118,18 @@ class Ticket:
 
 
 @dataclass(frozen=True, slots=True)
-class _Period:
+class Period:
     day: str
     day_left_s: float
     month: str
     month_left_s: float
 
 
-def _period(now_ns: int) -> _Period:
+def period(now_ns: int) -> Period:
     now = datetime.fromtimestamp(now_ns / 1e9, UTC)
     next_day = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
     next_month = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-    return _Period(
+    return Period(
         f"{now:%Y-%m-%d}",
         (next_day - now).total_seconds(),
         f"{now:%Y-%m}",
@@ -236,7 +236,7 @@ class Admission:
                 await self._state.limits.settle(ticket.token_rules, ticket.estimate, actual)
         if not (math.isfinite(cost_usd) and cost_usd > 0):
             return
-        p = _period(self._clock.now_ns())  # spend counts in the period it happened, not admitted
+        p = period(self._clock.now_ns())  # spend counts in the period it happened, not admitted
         if ticket.spend_day:
             day = [f"{s}:day:{p.day}" for s in ticket.spend_day]
             await self._state.spend.add(day, cost_usd, p.day_left_s + _TTL_SLACK_S)
@@ -265,7 +265,7 @@ class Admission:
         budgets = self._applicable(ticket.key, ticket.user)
         if not budgets:
             return
-        p = _period(self._clock.now_ns())
+        p = period(self._clock.now_ns())
         checks: list[tuple[str, str, float, float]] = []  # (who, period name, cap, seconds to reset)
         counters: list[str] = []
         day: dict[str, None] = {}
@@ -283,10 +283,10 @@ class Admission:
         spent = await self._state.spend.spent(counters)
         over = [(c, s) for c, s in zip(checks, spent, strict=True) if s >= c[2]]
         if over:
-            (who, period, cap, reset_s), total = max(over, key=lambda o: o[0][3])  # the last to reset
+            (who, span, cap, reset_s), total = max(over, key=lambda o: o[0][3])  # the last to reset
             raise BudgetExceeded(
-                f"budget exceeded: {who} has spent ${total:.2f} of its {period} budget of ${cap:.2f}; "
-                f"it resets at the start of the next UTC {'day' if period == 'daily' else 'month'}",
+                f"budget exceeded: {who} has spent ${total:.2f} of its {span} budget of ${cap:.2f}; "
+                f"it resets at the start of the next UTC {'day' if span == 'daily' else 'month'}",
                 retry_after_s=reset_s,
             )
         ticket.spend_day, ticket.spend_month = tuple(day), tuple(month)

@@ -150,6 +150,11 @@ class KeyRing:
             raise AuthError(_INVALID)
         return key
 
+    @property
+    def has_admin(self) -> bool:
+        """Admin keys are configured (the admin API is open to their holders)."""
+        return bool(self._admin)
+
     def admin(self, authorization: str | None, x_api_key: str | None = None) -> bool:
         """Is the presented key an admin key? Raises :class:`AuthError` if none is configured."""
         if not self._admin:

@@ -96,6 +96,8 @@ class Gateway:
         self.recorder = recorder
         self.inflight = 0
         self.counts: dict[str, int] = {}  # outcome -> requests, for /metrics and tests
+        # deployment -> [calls, errors, latency ms summed], for the status page
+        self.deployments: dict[str, list[float]] = {}
 
     def count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
@@ -160,13 +162,23 @@ class Exchange:
 
     def failed(self, a: AttemptFacts, err: UpstreamError) -> None:
         a.end_ns = self.gw.clock.now_ns()
+        self._tally(a, error=True)
         a.status_code, a.error_type, a.error_message = err.status, err.error_type.value, err.message
 
     def succeeded(self, a: AttemptFacts, result: UpstreamResult) -> None:
         a.end_ns = self.gw.clock.now_ns()
+        self._tally(a, error=False)
         a.status_code, a.usage = result.status, result.usage
         model = result.body.get("model")
         a.response_model = model if isinstance(model, str) else None
+
+    def _tally(self, a: AttemptFacts, *, error: bool) -> None:
+        row = self.gw.deployments.get(a.deployment)
+        if row is None:
+            row = self.gw.deployments[a.deployment] = [0, 0, 0.0]
+        row[0] += 1
+        row[1] += error
+        row[2] += (a.end_ns - a.start_ns) / 1e6
 
     def response_headers(self, routed: Routed[Any]) -> dict[str, str]:
         h = {

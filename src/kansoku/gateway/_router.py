@@ -209,6 +209,14 @@ class Router:
             out.breaker_states[n] = {d: states[m.breaker_key(d)] for d in m.deployments}
         return out
 
+    def balancer_snapshot(self, model: str) -> list[dict[str, object]]:
+        """The balancer's view of ``model``'s deployments (empty for a model without any)."""
+        m = self._models.get(model)
+        return [] if m is None or m.balancer is None else m.balancer.snapshot()
+
+    def breaker_key(self, model: str, deployment: str) -> str:
+        return self._models[model].breaker_key(deployment)
+
     async def finish(self, routed: Routed[T], ok: bool | None) -> None:
         """End a deferred call (see :meth:`run`): ``ok`` True/False is the stream's outcome for
         the balancer and the breaker; None (the client left) says nothing about the upstream."""

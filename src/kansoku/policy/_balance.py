@@ -130,6 +130,23 @@ class Balancer:
     def deployments(self) -> tuple[Deployment, ...]:
         return tuple(s.deployment for s in self._states)
 
+    def snapshot(self) -> list[dict[str, object]]:
+        """Each deployment's standing, for status pages: in flight, latency average (s), failure
+        streak, and seconds of ejection left (None when in good standing)."""
+        now = self._clock.monotonic()
+        with self._lock:
+            return [
+                {
+                    "name": s.deployment.name,
+                    "region": s.deployment.region,
+                    "in_flight": s.in_flight,
+                    "latency_ewma_s": s.ewma,
+                    "failure_streak": s.streak,
+                    "ejected_for_s": None if s.ejected_until is None else max(0.0, s.ejected_until - now),
+                }
+                for s in self._states
+            ]
+
     def pick(self, exclude: Collection[Deployment] = ()) -> Deployment | None:
         """The deployment for the next attempt, skipping ejected ones and those in ``exclude``."""
         skip = {d.name for d in exclude}

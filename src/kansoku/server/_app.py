@@ -232,4 +232,7 @@ def make_app(collector: Collector) -> web.Application:
     from kansoku.ui import add_ui_routes
 
     add_ui_routes(app)  # the web UI: files only; its data comes from the query API above
+    from kansoku.server._gateway_routes import add_gateway_routes
+
+    add_gateway_routes(app)  # the in-process gateway of `kansoku up`, for the UI's gateway page
     return app

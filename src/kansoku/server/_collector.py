@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from kansoku.errors import ConfigError
 from kansoku.server._errors import APIError
@@ -58,6 +59,7 @@ class Collector:
             store.close()
             raise
         self.keys = KeyRing(settings.keys_file)
+        self.gateway: Any = None  # kansoku up's gateway (kansoku.gateway.Gateway), for the UI
         self.metrics = Registry(settings.metrics_max_label_values)
         self.llm_metrics = LLMMetrics(self.metrics)
         self._init_metrics()
