@@ -10,7 +10,10 @@ page go to ``test-artifacts/ui/``.
 The tests follow the UI's DOM contract: ``main#page[data-page][data-state]``, ``form#filters``
 with fields named like the API's parameters, ``table#calls tbody tr[data-trace-id][data-span-id]``,
 ``a[data-link=trace|session]``, ``section[data-panel=...]``, ``#waterfall [data-span-id]``,
-``.conversation .message[data-role]``, ``#turns .turn``, ``[data-empty]``, ``[data-error]``.
+``.conversation .message[data-role]``, ``#turns .turn``, ``[data-empty]``, ``[data-error]``; on the
+gateway page ``section[data-panel=deployments] tr[data-deployment] [data-breaker]``,
+``section[data-panel=dead-letters] tr[data-letter-id] button[data-action=replay]`` and
+``[data-replay-outcome]``.
 
 Needs chromium (``KANSOKU_TEST_CHROMIUM`` or on the PATH): skipped locally without it, a failure
 under CI.
@@ -27,7 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from helpers.records import llm_record, span_record
 from helpers.ui import PAGES, PageWatch, UpDemo, chromium_path, screenshot, settled, wait_page
@@ -38,6 +41,10 @@ pytestmark = pytest.mark.slow
 NAV = ("overview", "calls", "gateway")
 RANGES = ["15m", "1h", "6h", "24h", "7d", "30d", "custom"]
 OVERVIEW_PANELS = ("requests", "latency", "tokens", "cost", "top-prompts", "recent")
+GATEWAY_PANELS = ("deployments", "budgets", "limits", "dead-letters")
+BREAKER_STATES = {"closed", "open", "half_open", "unknown"}
+DEPLOYMENTS = 'section[data-panel="deployments"] tr[data-deployment]'
+LETTERS = 'section[data-panel="dead-letters"] tr[data-letter-id]'
 ROWS = "table#calls tbody tr[data-trace-id][data-span-id]"
 XSS_SERVICE = "acceptance"  # the service of helpers.records.llm_record; the demo's is kansoku-demo
 
@@ -244,7 +251,7 @@ def _hash_of(name: str, trace: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("name", PAGES)
 def test_every_page_loads_without_errors_and_is_screenshotted(
-    page: tuple[Page, PageWatch], demo_trace: dict[str, Any], name: str
+    page: tuple[Page, PageWatch], demo: UpDemo, demo_trace: dict[str, Any], name: str
 ) -> None:
     p, watch = page
     state = open_page(p, _hash_of(name, demo_trace), name)
@@ -271,6 +278,13 @@ def test_every_page_loads_without_errors_and_is_screenshotted(
     elif name == "session":
         assert state == "ready"
         assert p.locator("#turns .turn").count() >= 1
+    elif name == "gateway":
+        assert state == "ready"  # up --demo runs its gateway in the process
+        for panel in GATEWAY_PANELS:
+            assert p.locator(f'section[data-panel="{panel}"]').count() == 1, panel
+        assert_gateway_deployments(p, demo)
+        for panel in ("budgets", "limits"):  # the demo's gateway has neither
+            assert p.locator(f'section[data-panel="{panel}"] [data-empty]').count() == 1, panel
     screenshot(p, name)
     assert_clean(watch, p, f"page {name}")
 
@@ -288,6 +302,113 @@ def test_an_unknown_trace_shows_an_error_or_empty_state_without_breaking(
     # The API's 404 is the expected answer; nothing else may fail.
     others = [r for r in watch.failed_requests if "/api/v1/traces/" not in r]
     assert not others, others
+
+
+# -- the gateway page ----------------------------------------------------------------------------------
+
+
+def assert_gateway_deployments(p: Page, demo: UpDemo) -> None:
+    """One row per deployment of the gateway's status, each showing its breaker state."""
+    status = demo.get("/api/v1/gateway/status")
+    expected = {d["name"] for m in status["models"] for d in m["deployments"]}
+    assert expected
+    rows = p.locator(DEPLOYMENTS)
+    shown = {str(x) for x in rows.evaluate_all("rs => rs.map(r => r.dataset.deployment)")}
+    assert shown == expected
+    breakers = rows.locator("[data-breaker]").all_inner_texts()
+    assert len(breakers) == len(expected)
+    assert set(breakers) <= BREAKER_STATES, breakers
+
+
+def test_a_dead_letter_replays_from_the_gateway_page(page: tuple[Page, PageWatch], demo: UpDemo) -> None:
+    p, watch = page
+    poll("a dead letter of the demo", lambda: bool(demo.get("/api/v1/gateway/status")["dead_letters"]), 30)
+    assert open_page(p, "/gateway", "gateway") == "ready"
+    p.locator(LETTERS).first.wait_for()
+    letter_id = p.locator(LETTERS).first.get_attribute("data-letter-id")
+    assert letter_id
+    row = p.locator(f'{LETTERS}[data-letter-id="{letter_id}"]')  # newer letters may arrive above it
+    assert p.locator(f'{LETTERS} button[data-action="replay"]').count() == p.locator(LETTERS).count()
+    row.locator('button[data-action="replay"]').click()
+    # The demo's mock recovers between faults: the replay may answer or fail again; either shows.
+    outcome = row.locator("[data-replay-outcome]")
+    outcome.wait_for(timeout=20_000)
+    assert outcome.get_attribute("data-replay-outcome") in {"ok", "template", "dead_letter", "client_error"}
+    assert outcome.inner_text().strip()
+    assert p.locator("#admin-key-form").count() == 0  # the demo's gateway has no admin keys
+    trace = outcome.locator('a[data-link="trace"]')
+    if trace.count():
+        assert re.fullmatch(r"#/trace/[0-9a-f]{32}", trace.get_attribute("href") or "")
+    screenshot(p, "gateway-replay")
+    # A replay that fails again answers 502 with its outcome: expected, and the browser logs it.
+    replay_url = f"/api/v1/gateway/dead-letters/{letter_id}/replay: HTTP 502"
+    watch.failed_requests[:] = [r for r in watch.failed_requests if not r.endswith(replay_url)]
+    watch.console_errors[:] = [m for m in watch.console_errors if "status of 502" not in m]
+    assert_clean(watch, p, "gateway page, replay")
+
+
+def test_without_a_gateway_the_page_says_how_to_start_one(page: tuple[Page, PageWatch]) -> None:
+    p, watch = page
+    message = "no gateway runs in this process"
+    answer = {"error": {"message": message, "type": "not_found_error", "param": None, "code": "no_gateway"}}
+    p.route("**/api/v1/gateway/status", lambda route: route.fulfill(status=404, json=answer))
+    assert open_page(p, "/gateway", "gateway") == "empty"
+    text = p.locator("main#page [data-empty]").inner_text()
+    assert "kansoku up --gateway-config gateway.yaml" in text
+    assert "--demo" in text
+    assert "base_url='http://127.0.0.1:4000/v1'" in text
+    assert p.locator('section[data-panel="deployments"]').count() == 0
+    watch.failed_requests[:] = [r for r in watch.failed_requests if not r.endswith("/status: HTTP 404")]
+    watch.console_errors[:] = [m for m in watch.console_errors if "status of 404" not in m]
+    assert_clean(watch, p, "gateway page without a gateway")
+
+
+def test_a_replay_asks_for_the_admin_key_and_sends_it_as_a_header(
+    page: tuple[Page, PageWatch], demo: UpDemo
+) -> None:
+    """A gateway with admin keys answers 401 admin_key_required (simulated here): the UI asks for
+    the key, keeps it in sessionStorage, sends it as X-Kansoku-Admin-Key and never shows it."""
+    p, watch = page
+    admin_key = "ak-browser-admin-0123456789abcdef"
+    sent: list[str | None] = []
+    refused = {"error": {"message": "replaying needs the gateway's admin key", "code": "admin_key_required"}}
+
+    def replay(route: Route) -> None:
+        key = route.request.headers.get("x-kansoku-admin-key")
+        sent.append(key)
+        if key != admin_key:
+            route.fulfill(status=401, json=refused)
+            return
+        letter = route.request.url.rsplit("/", 2)[-2]
+        route.fulfill(
+            status=200,
+            json={"id": letter, "trace_id": "ab" * 16, "attempts": 1, "outcome": "ok", "response": {}},
+        )
+
+    p.route("**/api/v1/gateway/dead-letters/*/replay", replay)
+    poll("a dead letter of the demo", lambda: bool(demo.get("/api/v1/gateway/status")["dead_letters"]), 30)
+    assert open_page(p, "/gateway", "gateway") == "ready"
+    letter_id = p.locator(LETTERS).first.get_attribute("data-letter-id")
+    row = p.locator(f'{LETTERS}[data-letter-id="{letter_id}"]')  # newer letters may arrive above it
+    row.locator('button[data-action="replay"]').click()
+    form = p.locator("form#admin-key-form")
+    form.wait_for()
+    form.locator('input[name="admin-key"]').fill("ak-wrong-key-0123456789abcdef")
+    form.locator('input[name="admin-key"]').press("Enter")
+    p.locator("form#admin-key-form [data-error]").wait_for()
+    form.locator('input[name="admin-key"]').fill(admin_key)
+    form.locator('button[type="submit"]').click()
+    outcome = row.locator("[data-replay-outcome]")
+    outcome.wait_for()
+    assert outcome.get_attribute("data-replay-outcome") == "ok"
+    assert outcome.locator('a[data-link="trace"]').get_attribute("href") == "#/trace/" + "ab" * 16
+    assert sent == [None, "ak-wrong-key-0123456789abcdef", admin_key]
+    assert p.locator("form#admin-key-form").count() == 0
+    assert admin_key not in p.content()
+    assert p.evaluate("() => sessionStorage.getItem('kansoku.gatewayAdminKey')") == admin_key
+    watch.failed_requests[:] = [r for r in watch.failed_requests if not r.endswith("/replay: HTTP 401")]
+    watch.console_errors[:] = [m for m in watch.console_errors if "status of 401" not in m]
+    assert_clean(watch, p, "gateway page, replay with an admin key")
 
 
 # -- filters, deep links, navigation -------------------------------------------------------------------

@@ -4,10 +4,11 @@
 const KEY = 'kansoku.readKey';
 
 export class ApiError extends Error {
-  constructor(status, message, param) {
+  constructor(status, message, param, code) {
     super(message);
     this.status = status;
     this.param = param || null;
+    this.code = code || null;
   }
 }
 
@@ -32,30 +33,47 @@ export function query(params) {
   return text ? `?${text}` : '';
 }
 
-export async function get(path, params) {
-  const headers = { Accept: 'application/json' };
+/**
+ * One JSON request: {status, body}. A status in `accept` is an answer too (e.g. a replay's 502
+ * carries its outcome); any other HTTP error throws an ApiError with the API's message and code.
+ */
+export async function request(method, path, { params, body, headers: extra, accept = [] } = {}) {
+  const headers = { Accept: 'application/json', ...(extra || {}) };
   const key = sessionStorage.getItem(KEY);
   if (key) headers.Authorization = `Bearer ${key}`;
+  const init = { method, headers, credentials: 'same-origin' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
   let response;
   try {
-    response = await fetch(path + query(params), { headers, credentials: 'same-origin' });
+    response = await fetch(path + query(params), init);
   } catch (err) {
     throw new ApiError(0, 'The collector cannot be reached. Is `kansoku up` (or `kansoku server`) running?');
   }
-  let body = null;
+  let answer = null;
   try {
-    body = await response.json();
+    answer = await response.json();
   } catch (err) {
-    body = null;
+    answer = null;
   }
-  if (!response.ok) {
-    const e = body && body.error ? body.error : {};
-    throw new ApiError(response.status, e.message || `HTTP ${response.status}`, e.param);
+  if (!response.ok && !accept.includes(response.status)) {
+    const e = answer && answer.error ? answer.error : {};
+    throw new ApiError(response.status, e.message || `HTTP ${response.status}`, e.param, e.code);
   }
-  return body;
+  return { status: response.status, body: answer };
+}
+
+export async function get(path, params) {
+  return (await request('GET', path, { params })).body;
 }
 
 export const calls = (params) => get('/api/v1/calls', params);
 export const stats = (params) => get('/api/v1/stats', params);
 export const trace = (id) => get(`/api/v1/traces/${encodeURIComponent(id)}`);
 export const session = (id) => get(`/api/v1/sessions/${encodeURIComponent(id)}`);
+export const gatewayStatus = () => get('/api/v1/gateway/status');
+/** Replay a dead letter: {status, body}; 200 answered, 502 failed again (both carry the outcome). */
+export const replayLetter = (id, adminKey) => request('POST', `/api/v1/gateway/dead-letters/${encodeURIComponent(id)}/replay`,
+  { headers: adminKey ? { 'X-Kansoku-Admin-Key': adminKey } : {}, accept: [502] });

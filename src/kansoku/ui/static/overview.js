@@ -5,6 +5,7 @@ import { empty, errorBox, h, replace } from './dom.js';
 import { apiParams, fillList, filterForm } from './filters.js';
 import * as fmt from './format.js';
 import { costPanel, latencyPanel, recentPanel, requestsPanel, tokensPanel, topPromptsPanel } from './panels.js';
+import { autoRefresh } from './refresh.js';
 import { bucketFor, grid, windowOf } from './series.js';
 
 export const title = () => 'Overview';
@@ -44,20 +45,11 @@ function tiles(row) {
 
 export function mount(root, params, ctx) {
   let state = { params, costBy: 'model', promptSort: 'cost', data: null };
-  let timer = null;
   let token = 0;
   const status = h('span', { class: 'updated', 'aria-live': 'polite' });
-  const refresh = h('button', { type: 'button', class: 'toggle', 'aria-pressed': 'false', id: 'auto-refresh' }, 'Auto-refresh');
+  const auto = autoRefresh(() => load(true), { ms: REFRESH_MS, key: REFRESH_KEY });
   const body = h('div', { class: 'panels' });
   let form = null;
-
-  const setTimer = (on) => {
-    refresh.setAttribute('aria-pressed', on ? 'true' : 'false');
-    sessionStorage.setItem(REFRESH_KEY, on ? '1' : '');
-    clearInterval(timer);
-    timer = on ? setInterval(() => load(true), REFRESH_MS) : null;
-  };
-  refresh.addEventListener('click', () => setTimer(refresh.getAttribute('aria-pressed') !== 'true'));
 
   const draw = () => {
     const { data } = state;
@@ -153,14 +145,14 @@ export function mount(root, params, ctx) {
   const render = () => {
     form = filterForm(FIELDS, state.params, (next) => ctx.go('overview', null, next));
     replace(root,
-      h('div', { class: 'page-head' }, h('h1', null, 'Overview'), h('div', { class: 'head-actions' }, status, refresh)),
+      h('div', { class: 'page-head' }, h('h1', null, 'Overview'), h('div', { class: 'head-actions' }, status, auto.button)),
       form, body);
   };
 
   render();
   load();
   suggestions();
-  if (sessionStorage.getItem(REFRESH_KEY)) setTimer(true);
+  auto.start();
 
   return {
     update(next) {
@@ -176,7 +168,7 @@ export function mount(root, params, ctx) {
       suggestions();
     },
     unmount() {
-      clearInterval(timer);
+      auto.stop();
       token++;
     },
   };
