@@ -92,13 +92,18 @@ def measure(url: str, runs: int, exe: str) -> dict[str, Any]:
             for rng in RANGES:
                 times: list[float] = []
                 api: dict[str, list[float]] = {}
+                states: set[str] = set()
                 for i in range(runs + 1):  # the first is a warm-up (DuckDB caches, browser cache)
                     page = browser.new_page(viewport={"width": 1440, "height": 900})
                     requests: list[Any] = []
                     page.on("requestfinished", lambda r, seen=requests: seen.append(r))
                     t0 = time.perf_counter()
-                    page.goto(f"{url}/#/overview?range={rng}")
-                    page.wait_for_selector("main#page[data-page=overview][data-state=ready]", timeout=60_000)
+                    page.goto(f"{url}/#/overview?since={rng}")
+                    page.wait_for_selector(
+                        "main#page[data-page=overview]:is([data-state=ready], [data-state=empty])",
+                        timeout=60_000,
+                    )
+                    states.add(page.get_attribute("main#page", "data-state") or "")
                     took = time.perf_counter() - t0
                     if i:
                         times.append(took)
@@ -107,8 +112,11 @@ def measure(url: str, runs: int, exe: str) -> dict[str, Any]:
                                 t = r.timing
                                 key = r.url.split("/api/v1/", 1)[1][:90]
                                 api.setdefault(key, []).append(t["responseEnd"] - t["requestStart"])  # ms
+                    # Let the page finish what it fetches after its panels (filter suggestions), so
+                    # that it does not run into the next load's measurement.
+                    page.wait_for_load_state("networkidle")
                     page.close()
-                out[rng] = {"times": times, "api": api}
+                out[rng] = {"times": times, "api": api, "states": sorted(states)}
         finally:
             browser.close()
     return out
@@ -145,7 +153,7 @@ def report(args: argparse.Namespace, path: Path, results: dict[str, Any]) -> str
         verdict = "met" if p95 < 1.0 else "**missed**"
         lines.append(
             f"| {rng} | {statistics.median(t) * 1000:,.0f} | {p95 * 1000:,.0f} | {max(t) * 1000:,.0f} | "
-            f"< 1,000 ({verdict}) | "
+            f"< 1,000 ({verdict}{'' if r['states'] == ['ready'] else ', page: ' + '/'.join(r['states'])}) | "
             f"`{slow[0]}` {statistics.median(slow[1]):,.0f} |"
         )
     return "\n".join(lines) + "\n"

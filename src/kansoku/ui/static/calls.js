@@ -2,7 +2,7 @@
 
 import * as api from './api.js';
 import { empty, errorBox, h, replace } from './dom.js';
-import { ERROR_TYPES, apiParams, fillList, filterForm } from './filters.js';
+import { ERROR_TYPES, apiParams, filterForm, suggest } from './filters.js';
 import * as fmt from './format.js';
 import { sendDataHint } from './overview.js';
 
@@ -142,20 +142,10 @@ export function mount(root, params, ctx) {
     ctx.setState('ready');
   }
 
-  async function suggestions() {
-    for (const name of ['model', 'provider', 'prompt_id', 'environment', 'service']) {
-      try {
-        const res = await api.stats({ since: '30d', group_by: name, limit: 200 });
-        if (form) fillList(form, name, res.data.map((r) => r.group));
-      } catch (err) {
-        return;
-      }
-    }
-  }
+  const suggestions = () => suggest(form, ['model', 'provider', 'prompt_id', 'environment', 'service'], api.stats);
 
   render();
-  load();
-  suggestions();
+  load().then(suggestions); // after the rows: suggestions must not slow the first paint
   return {
     update(next) {
       const active = document.activeElement;
@@ -164,13 +154,13 @@ export function mount(root, params, ctx) {
       current = next;
       if (!onlyPage) {
         render();
-        suggestions();
         if (focused) {
           const el = form.querySelector(`#${CSS.escape(focused)}`) || form.elements.namedItem(focused);
           if (el && el.focus) el.focus();
         }
       }
-      load();
+      const loaded = load();
+      if (!onlyPage) loaded.then(suggestions);
     },
     unmount() {
       token++;

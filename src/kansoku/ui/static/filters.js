@@ -119,6 +119,27 @@ export function filterForm(fields, params, onChange) {
 }
 
 /** Fill the datalists of a filter form with known values (e.g. models seen in the last 30 days). */
+// Suggestions for the filter fields: one grouped query per field, shared by the pages and kept
+// for a few minutes. They are fetched after the page's own data, never competing with it.
+const SUGGEST_TTL_MS = 5 * 60 * 1000;
+const suggested = new Map();
+
+export async function suggest(form, names, stats) {
+  for (const name of names) {
+    let hit = suggested.get(name);
+    if (!hit || Date.now() - hit.at > SUGGEST_TTL_MS) {
+      try {
+        const res = await stats({ since: '7d', group_by: name, limit: 200 });
+        hit = { at: Date.now(), values: res.data.map((r) => r.group) };
+        suggested.set(name, hit);
+      } catch (err) {
+        return; // a convenience: the page reports its own errors
+      }
+    }
+    if (form) fillList(form, name, hit.values);
+  }
+}
+
 export function fillList(form, name, values) {
   const list = form.querySelector(`#dl-${name}`);
   if (!list) return;

@@ -2,7 +2,7 @@
 
 import * as api from './api.js';
 import { empty, errorBox, h, replace } from './dom.js';
-import { apiParams, fillList, filterForm } from './filters.js';
+import { apiParams, filterForm, suggest } from './filters.js';
 import * as fmt from './format.js';
 import { costPanel, latencyPanel, recentPanel, requestsPanel, tokensPanel, topPromptsPanel } from './panels.js';
 import { autoRefresh } from './refresh.js';
@@ -131,16 +131,7 @@ export function mount(root, params, ctx) {
     }
   }
 
-  async function suggestions() {
-    for (const name of ['model', 'provider', 'prompt_id', 'environment', 'service']) {
-      try {
-        const res = await api.stats({ since: '30d', group_by: name, limit: 200 });
-        if (form) fillList(form, name, res.data.map((r) => r.group));
-      } catch (err) {
-        return; // suggestions are a convenience; the panels report errors
-      }
-    }
-  }
+  const suggestions = () => suggest(form, ['model', 'provider', 'prompt_id', 'environment', 'service'], api.stats);
 
   const render = () => {
     form = filterForm(FIELDS, state.params, (next) => ctx.go('overview', null, next));
@@ -150,8 +141,7 @@ export function mount(root, params, ctx) {
   };
 
   render();
-  load();
-  suggestions();
+  load().then(suggestions); // after the panels: suggestions must not slow the first paint
   auto.start();
 
   return {
@@ -164,8 +154,7 @@ export function mount(root, params, ctx) {
         const el = form.querySelector(`#${CSS.escape(focused)}`) || form.elements.namedItem(focused);
         if (el && el.focus) el.focus();
       }
-      load();
-      suggestions();
+      load().then(suggestions);
     },
     unmount() {
       auto.stop();
