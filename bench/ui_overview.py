@@ -156,7 +156,7 @@ def report(args: argparse.Namespace, path: Path, results: dict[str, Any]) -> str
             f"< 1,000 ({verdict}{'' if r['states'] == ['ready'] else ', page: ' + '/'.join(r['states'])}) | "
             f"`{slow[0]}` {statistics.median(slow[1]):,.0f} |"
         )
-    return "\n".join(lines) + "\n"
+    return SECTION + "\n\n" + "\n".join(lines) + "\n"
 
 
 def main() -> None:
