@@ -548,3 +548,18 @@ def test_store_validates_ids_and_project(store):
         store.get_trace("p", "")
     assert store.write([], project="p") == 0
     assert isinstance(store, Store)
+
+
+def test_stats_without_quantiles_keep_counts_tokens_and_cost(store):
+    spans = make_calls(60)
+    store.write(spans, project="p")
+    full = {r.group: r for r in store.stats(StatsQuery(project="p", group_by="model"))}
+    lean = {r.group: r for r in store.stats(StatsQuery(project="p", group_by="model", quantiles=False))}
+    assert lean.keys() == full.keys()
+    for g, r in lean.items():
+        f = full[g]
+        assert (r.count, r.errors, r.errors_by_type) == (f.count, f.errors, f.errors_by_type)
+        assert (r.input_tokens, r.output_tokens) == (f.input_tokens, f.output_tokens)
+        assert r.cost_usd == pytest.approx(f.cost_usd)
+        assert (r.latency_p50, r.latency_p95, r.ttft_p99, r.tokens_p50) == (None, None, None, None)
+        assert f.latency_p50 is not None

@@ -192,6 +192,11 @@ def document() -> dict[str, Any]:
         _param("group_by", f"One of {', '.join(GROUP_FIELDS)} or tag:<key>."),
         _param("bucket", "Time bucket: seconds or a duration (1h); needs since."),
         _param("limit", "Maximum rows.", {"type": "integer", "minimum": 1, "maximum": 10_000}),
+        _param(
+            "quantiles",
+            "false: leave the percentile fields null (much cheaper over long ranges).",
+            {"enum": ["true", "false"]},
+        ),
     ]
     return {
         "openapi": "3.1.0",

@@ -37,7 +37,7 @@ FILTER_PARAMS: tuple[str, ...] = (
     *_STR_PARAMS, "status", "tag", "since", "until", "q", "min_latency_ms", "min_tokens", "min_cost", "type",
 )  # fmt: skip
 CALLS_PARAMS: tuple[str, ...] = (*FILTER_PARAMS, "sort", "order", "limit", "cursor")
-STATS_PARAMS: tuple[str, ...] = (*FILTER_PARAMS, "group_by", "bucket", "limit")
+STATS_PARAMS: tuple[str, ...] = (*FILTER_PARAMS, "group_by", "bucket", "limit", "quantiles")
 
 
 def _bad(param: str, message: str) -> APIError:
@@ -214,4 +214,9 @@ def stats_query(query: Mapping[str, Any], project: str, now_ns: int) -> StatsQue
             raise _bad("bucket", "needs since (e.g. since=24h)")
         kw.setdefault("until_ns", now_ns)
     kw["limit"] = _limit(query, 1000, 10_000)
+    quantiles = _single(query, "quantiles")
+    if quantiles is not None:
+        if quantiles not in ("true", "false"):
+            raise _bad("quantiles", "must be true or false")
+        kw["quantiles"] = quantiles == "true"
     return _build(StatsQuery, kw)

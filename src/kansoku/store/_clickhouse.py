@@ -254,10 +254,14 @@ class ClickHouseStore:
 
     def stats(self, q: StatsQuery) -> list[StatsRow]:
         # An empty quantile state gives NaN, which the JSON output writes as null.
+        keep = q.quantiles  # 18.16 computes them in the same pass; without them, report none
         return [
-            StatsRow.of(g, b, n, errors, by_type, lat, ttft, tin, tout, tok, cost)
+            StatsRow.of(
+                g, b, n, errors, by_type, lat if keep else None, ttft if keep else None, tin, tout,
+                tok if keep else None, cost,
+            )
             for g, b, n, errors, by_type, lat, ttft, tin, tout, tok, cost in self._client.select(stats_sql(q))
-        ]
+        ]  # fmt: skip
 
     def close(self) -> None:
         if not self._closed:

@@ -114,14 +114,19 @@ def stats_sql(q: StatsQuery) -> tuple[str, dict[str, Any]]:
         width = p(q.bucket_s * 1_000_000_000)
         bucket = f"(start_ns // {width}) * {width}"
     cond = where(q, p)
+    if q.quantiles:
+        lat = "quantile_cont(latency_ms, [0.5, 0.95, 0.99])"
+        ttft = "quantile_cont(ttft_ms, [0.5, 0.95, 0.99])"
+        tok = "quantile_cont(total_tokens::DOUBLE, [0.5, 0.95])"
+    else:
+        lat = ttft = tok = "NULL::DOUBLE[]"
     sql = (
         f"SELECT {group} AS g, {bucket} AS b, count(*) AS n, "  # noqa: S608
         "count(*) FILTER (WHERE status = 'error') AS errors, "
         "histogram(error_type) FILTER (WHERE error_type IS NOT NULL) AS by_type, "
-        "quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS lat, "
-        "quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) AS ttft, "
+        f"{lat} AS lat, {ttft} AS ttft, "
         "sum(input_tokens)::BIGINT AS tin, sum(output_tokens)::BIGINT AS tout, "
-        "quantile_cont(total_tokens::DOUBLE, [0.5, 0.95]) AS tok, sum(cost_usd) AS cost "
+        f"{tok} AS tok, sum(cost_usd) AS cost "
         f"FROM spans WHERE {cond} GROUP BY g, b "
         f"ORDER BY b ASC NULLS FIRST, n DESC, g ASC NULLS LAST LIMIT {p(q.limit)}"
     )

@@ -80,7 +80,7 @@ export function mount(root, params, ctx) {
     const mine = token;
     const filters = apiParams(state.params, FILTERS);
     try {
-      const res = await api.stats({ ...filters, group_by: state.costBy, limit: 20 });
+      const res = await api.stats({ ...filters, group_by: state.costBy, limit: 20, quantiles: 'false' });
       if (mine !== token || !state.data) return;
       state.data.breakdown = res.data;
       state.data.breakdownBy = state.costBy;
@@ -104,7 +104,7 @@ export function mount(root, params, ctx) {
         api.stats(filters),
         api.stats({ ...filters, since: filters.since || new Date(win.since).toISOString(), bucket: widthS }),
         api.calls({ ...filters, limit: 500 }),
-        api.stats({ ...filters, group_by: state.costBy, limit: 20 }),
+        api.stats({ ...filters, group_by: state.costBy, limit: 20, quantiles: 'false' }),
         api.stats({ ...filters, group_by: 'prompt_id', limit: 100 }),
       ]);
       if (mine !== token || !ctx.isCurrent()) return;
