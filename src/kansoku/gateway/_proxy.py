@@ -20,7 +20,8 @@ from kansoku.gateway._anthropic import TranslationError
 from kansoku.gateway._config import Deployment, GatewayConfig
 from kansoku.gateway._embed import embed
 from kansoku.gateway._errors import ModelNotFound, PermissionDenied
-from kansoku.gateway._record import AttemptFacts, Recorder, RequestFacts
+from kansoku.gateway._record import AttemptFacts, RequestFacts
+from kansoku.gateway._recorder_loop import Recorder
 from kansoku.gateway._router import Routed, Router, deployment_name
 from kansoku.gateway._state import GatewayState
 from kansoku.gateway._upstream import FORWARDED, UpstreamError, UpstreamResult

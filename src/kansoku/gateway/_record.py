@@ -15,16 +15,15 @@ drop counters), so recording costs the request path a deque append.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kansoku.export import Exporter, ExportOptions, ExportResult, create_exporter, encode_native
+from kansoku.export import ExportResult, encode_native
 from kansoku.model import LLMCall, Span
 from kansoku.pricing import PriceCatalog
 
-__all__ = ["AttemptFacts", "CollectorExporter", "Recorder", "RequestFacts", "build_spans"]
+__all__ = ["AttemptFacts", "CollectorExporter", "RenderedSpan", "RequestFacts", "build_spans"]
 
 log = logging.getLogger("kansoku.gateway")
 SERVICE = "kansoku-gateway"
@@ -267,52 +266,3 @@ class CollectorExporter:
 
     def shutdown(self) -> None:
         return None
-
-
-class _Pending:
-    __slots__ = ("catalog", "facts")
-
-    def __init__(self, facts: RequestFacts, catalog: PriceCatalog) -> None:
-        self.facts = facts
-        self.catalog = catalog
-
-    def build(self) -> list[Span]:
-        return build_spans(self.facts, self.catalog)
-
-
-class Recorder:
-    """The gateway's own SDK pipeline: processors (sampling that keeps errors, redaction,
-    content capture per ``KANSOKU_*`` settings), batching, and spooled export channels.
-
-    ``submit`` never blocks and never raises; a full queue drops and counts (``stats()``).
-    """
-
-    def __init__(self, exporters: Sequence[Exporter], environ: Mapping[str, str] | None = None) -> None:
-        from kansoku.sdk._runtime import Runtime, _processors
-        from kansoku.sdk._settings import load_settings
-
-        settings = load_settings({"service_name": SERVICE}, environ)
-        self.catalog = PriceCatalog.default()
-        if settings.prices_file:
-            self.catalog = self.catalog.merged(PriceCatalog.from_file(settings.prices_file))
-        self._runtime = Runtime(settings, exporters, _processors(settings))
-        self._submit = self._runtime.submit
-
-    @classmethod
-    def to(cls, targets: Sequence[str], environ: Mapping[str, str] | None = None) -> Recorder:
-        """Export to SDK targets (``http://collector:4318``, ``file:...``, ``stdout``, ...)."""
-        env = os.environ if environ is None else environ
-        options = ExportOptions(api_key=env.get("KANSOKU_API_KEY"))
-        return cls([create_exporter(t, options) for t in targets], environ)
-
-    def submit(self, facts: RequestFacts) -> None:
-        self._submit(_Pending(facts, self.catalog))
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        return self._runtime.flush(timeout)
-
-    def stats(self) -> dict[str, Any]:
-        return self._runtime.stats()
-
-    def close(self, timeout: float = 10.0) -> None:
-        self._runtime.shutdown(timeout)

@@ -10,24 +10,39 @@ the export (serialising rendered records, HTTP, the disk spool) stays on the cha
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from kansoku.export import Exporter
-from kansoku.gateway._record import Recorder, RenderedSpan, RequestFacts, build_spans
+from kansoku.export import Exporter, ExportOptions, create_exporter
+from kansoku.gateway._record import SERVICE, RenderedSpan, RequestFacts, build_spans
 from kansoku.model import Span
+from kansoku.pricing import PriceCatalog
 
-__all__ = ["LoopRecorder"]
+__all__ = ["Recorder", "exporters_for"]
 
 SLICE = 8  # requests per slice: ~0.3 ms of loop time, then I/O gets its turn
 DELAY_S = 0.01  # gather a few requests before the first slice
 SHIP_SPANS = 128
 
 
-class LoopRecorder(Recorder):
-    """A :class:`Recorder` whose records are built on ``loop``; ``submit`` only from the loop."""
+def exporters_for(targets: Sequence[str], environ: Mapping[str, str] | None = None) -> list[Exporter]:
+    """Exporters for SDK targets (``http://collector:4318``, ``file:...``, ``stdout``, ...)."""
+    env = os.environ if environ is None else environ
+    options = ExportOptions(api_key=env.get("KANSOKU_API_KEY"))
+    return [create_exporter(t, options) for t in targets]
+
+
+class Recorder:
+    """The gateway's recorder: records built on ``loop`` (``submit`` only from the loop), then
+    the SDK's processors (sampling that keeps errors, redaction, content capture per
+    ``KANSOKU_*`` settings) and its spooled export channels.
+
+    ``submit`` never blocks and never raises; a full queue drops and counts (``stats()``).
+    """
 
     def __init__(
         self,
@@ -35,12 +50,18 @@ class LoopRecorder(Recorder):
         loop: asyncio.AbstractEventLoop,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(exporters, environ)
+        from kansoku.sdk._runtime import Runtime, _processors
+        from kansoku.sdk._settings import load_settings
+
+        settings = load_settings({"service_name": SERVICE}, environ)
+        self.catalog = PriceCatalog.default()
+        if settings.prices_file:
+            self.catalog = self.catalog.merged(PriceCatalog.from_file(settings.prices_file))
+        self._runtime = Runtime(settings, exporters, _processors(settings))
         self._loop = loop
         self._pending: deque[RequestFacts] = deque()
         self._batch: list[Span] = []
         self._scheduled = False
-        settings = self._runtime.settings
         self._cap = settings.queue_size
         # Shipped in small batches: serialising one is a C call that holds the GIL.
         self._batch_size = min(settings.batch_size, SHIP_SPANS)
@@ -110,6 +131,9 @@ class LoopRecorder(Recorder):
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
             return False
+
+    def stats(self) -> dict[str, Any]:
+        return self._runtime.stats()
 
     def close(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

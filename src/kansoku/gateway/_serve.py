@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import random
 import signal
 import sys
@@ -24,13 +23,12 @@ from aiohttp import web
 
 from kansoku.clock import SYSTEM_CLOCK, Clock
 from kansoku.errors import ConfigError
-from kansoku.export import Exporter, ExportOptions, create_exporter
+from kansoku.export import Exporter
 from kansoku.gateway._access import Access
 from kansoku.gateway._app import make_app
 from kansoku.gateway._config import GatewayConfig, load_config
 from kansoku.gateway._proxy import Gateway, Live
-from kansoku.gateway._record import Recorder
-from kansoku.gateway._recorder_loop import LoopRecorder
+from kansoku.gateway._recorder_loop import Recorder, exporters_for
 from kansoku.gateway._settings import GatewaySettings
 from kansoku.gateway._state import GatewayState
 from kansoku.gateway._state_open import open_state
@@ -109,10 +107,9 @@ async def _start(
     recorder: Recorder | None = None
     loop = asyncio.get_running_loop()
     if exporters is None and settings.record:
-        options = ExportOptions(api_key=os.environ.get("KANSOKU_API_KEY"))
-        exporters = [create_exporter(t, options) for t in settings.record]
+        exporters = exporters_for(settings.record)
     if exporters:
-        recorder = LoopRecorder(exporters, loop)
+        recorder = Recorder(exporters, loop)
     gw = Gateway(build_live(config, state, clock, catalog), state, make_session(), clock, recorder)
     return gw, catalog
 
