@@ -22,7 +22,7 @@ log = logging.getLogger("kansoku")
 class Pending(Protocol):
     """A captured call whose record is built off the caller's thread."""
 
-    def build(self) -> Span | list[Span] | None: ...
+    def build(self) -> Span | None: ...
 
 
 class Pipeline:
@@ -119,31 +119,24 @@ class Pipeline:
                 for ch in self.channels:
                     ch.mark(item)
                 continue
-            for built in self._build(item):
-                span = self._process(built)
-                if span is not None:
-                    batch.append(span)
-                    if len(batch) >= self._batch_size:
-                        self._deliver(batch)
-                        batch = []
+            span = self._process(item)
+            if span is not None:
+                batch.append(span)
+                if len(batch) >= self._batch_size:
+                    self._deliver(batch)
+                    batch = []
         self._deliver(batch)
 
-    def _build(self, item: Any) -> list[Span]:
-        """The item's spans: a span itself, or what its ``build()`` gives (one span, a list, None)."""
+    def _process(self, item: Any) -> Span | None:
+        self.received += 1
         try:
-            built = item if isinstance(item, Span) else item.build()
+            span = item if isinstance(item, Span) else item.build()
         except Exception:
-            self.received += 1
             log.warning("kansoku could not build a record; dropped and counted", exc_info=True)
             self._drop("build_error")
-            return []
-        if built is None:
-            self.received += 1
-            return []
-        return built if isinstance(built, list) else [built]
-
-    def _process(self, span: Span) -> Span | None:
-        self.received += 1
+            return None
+        if span is None:
+            return None
         for proc in self.processors:
             try:
                 result = proc(span)
