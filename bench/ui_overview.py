@@ -7,8 +7,11 @@ Builds (or reuses, while its data still ends within the last 12 h) a DuckDB stor
 traffic (``bench/synth.py``) ending now, runs ``kansoku server`` on it, and loads the overview
 page in headless Chromium (Debian's ``chromium``, driven by ``playwright``): the time from the
 start of navigation until the page says it is ready (``main#page[data-state=ready]``, every
-panel drawn), for each time range. Beside it, the API requests the page made and their times,
-so that a slow panel is named. Target (issue): under 1 s on 1 M calls.
+panel drawn), for each time range. Two clocks: the page's own (navigation start until the frame
+after the panels were drawn -- what a user waits for) and the harness's wall clock around
+``page.goto`` (adds opening the tab and the driver noticing the change, ~50-400 ms here). Beside
+them, the API requests the page made and their times, so that a slow panel is named. Target
+(issue): under 1 s on 1 M calls, judged on the page's clock at p95.
 """
 
 from __future__ import annotations
@@ -82,6 +85,20 @@ def wait_http(url: str, timeout: float) -> None:
     raise SystemExit(f"no answer from {url} within {timeout:.0f} s")
 
 
+# Notes when the page is drawn, then waits for the next frame to be produced (the paint).
+_MARK_READY = """
+window.__kansokuDrawn = null;
+new MutationObserver(() => {
+  const m = document.querySelector('main#page');
+  if (window.__kansokuDrawn === null && m && m.dataset.page === 'overview'
+      && (m.dataset.state === 'ready' || m.dataset.state === 'empty')) {
+    window.__kansokuDrawn = -1;
+    requestAnimationFrame(() => setTimeout(() => { window.__kansokuDrawn = performance.now(); }, 0));
+  }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-state'] });
+"""
+
+
 def measure(url: str, runs: int, exe: str) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -91,10 +108,12 @@ def measure(url: str, runs: int, exe: str) -> dict[str, Any]:
         try:
             for rng in RANGES:
                 times: list[float] = []
+                drawn: list[float] = []
                 api: dict[str, list[float]] = {}
                 states: set[str] = set()
                 for i in range(runs + 1):  # the first is a warm-up (DuckDB caches, browser cache)
                     page = browser.new_page(viewport={"width": 1440, "height": 900})
+                    page.add_init_script(_MARK_READY)
                     requests: list[Any] = []
                     page.on("requestfinished", lambda r, seen=requests: seen.append(r))
                     t0 = time.perf_counter()
@@ -105,8 +124,10 @@ def measure(url: str, runs: int, exe: str) -> dict[str, Any]:
                     )
                     states.add(page.get_attribute("main#page", "data-state") or "")
                     took = time.perf_counter() - t0
+                    page.wait_for_function("window.__kansokuDrawn > 0", timeout=60_000)
                     if i:
                         times.append(took)
+                        drawn.append(page.evaluate("window.__kansokuDrawn") / 1000)
                         for r in requests:
                             if "/api/v1/" in r.url:
                                 t = r.timing
@@ -116,7 +137,7 @@ def measure(url: str, runs: int, exe: str) -> dict[str, Any]:
                     # that it does not run into the next load's measurement.
                     page.wait_for_load_state("networkidle")
                     page.close()
-                out[rng] = {"times": times, "api": api, "states": sorted(states)}
+                out[rng] = {"times": times, "drawn": drawn, "api": api, "states": sorted(states)}
         finally:
             browser.close()
     return out
@@ -143,16 +164,23 @@ def report(args: argparse.Namespace, path: Path, results: dict[str, Any]) -> str
             f"commit {git_commit()}."
         ),
         "",
-        "| range | page ready p50 ms | p95 ms | max ms | target (p95) | slowest API request (median ms) |",
-        "|---|---|---|---|---|---|",
+        (
+            "| range | drawn (page clock) p50 ms | p95 ms | max ms | harness wall p50 / p95 ms "
+            "| target (page p95) | slowest API request (median ms) |"
+        ),
+        "|---|---|---|---|---|---|---|",
     ]
+
+    def p95(xs: list[float]) -> float:
+        return sorted(xs)[max(0, round(0.95 * len(xs)) - 1)]
+
     for rng, r in results.items():
-        t = r["times"]
+        t, d = r["times"], r["drawn"]
         slow = max(r["api"].items(), key=lambda kv: statistics.median(kv[1]), default=("-", [0.0]))
-        p95 = sorted(t)[max(0, round(0.95 * len(t)) - 1)]
-        verdict = "met" if p95 < 1.0 else "**missed**"
+        verdict = "met" if p95(d) < 1.0 else "**missed**"
         lines.append(
-            f"| {rng} | {statistics.median(t) * 1000:,.0f} | {p95 * 1000:,.0f} | {max(t) * 1000:,.0f} | "
+            f"| {rng} | {statistics.median(d) * 1000:,.0f} | {p95(d) * 1000:,.0f} | {max(d) * 1000:,.0f} | "
+            f"{statistics.median(t) * 1000:,.0f} / {p95(t) * 1000:,.0f} | "
             f"< 1,000 ({verdict}{'' if r['states'] == ['ready'] else ', page: ' + '/'.join(r['states'])}) | "
             f"`{slow[0]}` {statistics.median(slow[1]):,.0f} |"
         )

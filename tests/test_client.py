@@ -250,6 +250,29 @@ def test_session_and_stats_are_typed(api: FakeQueryAPI) -> None:
     assert api.requests[-1].query == [("bucket", "1h")]
 
 
+def test_histogram_sends_field_and_filters_and_reads_the_bins(api: FakeQueryAPI) -> None:
+    data = [{"lo": 0.0, "hi": 0.0, "count": 2}, {"lo": 100.0, "hi": 125.89254117941675, "count": 5}]
+    api.reply("/api/v1/histogram", {"object": "histogram", "field": "ttft_ms", "count": 7, "data": data})
+    got = Client(api.url).histogram(field="ttft_ms", model="gpt-4o", since="30d", tags={"team": "a"})
+    assert api.requests[-1].path == "/api/v1/histogram"
+    assert api.requests[-1].query == [
+        ("field", "ttft_ms"),
+        ("model", "gpt-4o"),
+        ("since", "30d"),
+        ("tag", "team:a"),
+    ]
+    assert (got.field, got.count) == ("ttft_ms", 7)
+    assert [(b.lo, b.hi, b.count) for b in got.data] == [(0.0, 0.0, 2), (100.0, 125.89254117941675, 5)]
+    assert got.raw["data"] == data
+    Client(api.url).histogram()
+    assert api.requests[-1].query == []  # the server's default field: latency_ms
+    with pytest.raises(TypeError, match="group_by"):
+        Client(api.url).histogram(group_by="model")  # type: ignore[call-arg]
+    api.reply("/api/v1/histogram", {"object": "stats", "data": []})
+    with pytest.raises(QueryError, match="unexpected answer"):
+        Client(api.url).histogram()
+
+
 def test_server_errors_keep_message_type_and_param(api: FakeQueryAPI) -> None:
     api.routes[CALLS] = error(400, "since must be RFC 3339 ...", "invalid_request_error", "since")
     with pytest.raises(QueryError) as caught:

@@ -20,10 +20,19 @@ from kansoku.server import APIError, KeyRing, WriteAheadLog, load_server_setting
 from kansoku.server._ingest import decode_entry, encode_entry, native_entry
 from kansoku.server._loader import Loader
 from kansoku.server._metrics import LLMMetrics, Registry
-from kansoku.server._params import calls_query, stats_query, time_ns
+from kansoku.server._params import calls_query, histogram_query, stats_query, time_ns
 from kansoku.server._records import fast_row
-from kansoku.server._views import trace_body
-from kansoku.store import CallQuery, DuckDBStore, Page, StatsQuery, StatsRow, rows_ndjson
+from kansoku.server._views import histogram_body, trace_body
+from kansoku.store import (
+    CallQuery,
+    DuckDBStore,
+    HistogramBin,
+    HistogramQuery,
+    Page,
+    StatsQuery,
+    StatsRow,
+    rows_ndjson,
+)
 
 NOW = 1_800_000_000 * 10**9
 
@@ -217,7 +226,42 @@ def test_stats_query_bucket_needs_since_and_defaults_until_to_now():
         stats_query(_Query(bucket=["1s"], since=["3650d"]), "p1", NOW)  # too many buckets
 
 
+def test_histogram_query_takes_the_filters_and_a_field_defaulting_to_latency():
+    q = histogram_query(_Query(model=["gpt-4o"], tag=["department:support"], since=["1h"]), "p1", NOW)
+    assert isinstance(q, HistogramQuery)
+    assert (q.project, q.field, q.model, q.since_ns) == ("p1", "latency_ms", "gpt-4o", NOW - 3600 * 10**9)
+    assert q.tags == (("department", "support"),)
+    assert histogram_query(_Query(field=["cost_usd"]), "p1", NOW).field == "cost_usd"
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ({"field": ["latency"]}, "field"),
+        ({"field": ["latency_ms", "cost_usd"]}, "field"),
+        ({"group_by": ["model"]}, "group_by"),  # a stats parameter: not silently ignored
+        ({"since": ["yesterday"]}, "since"),
+    ],
+)
+def test_bad_histogram_parameters_are_400_naming_the_parameter(query, param):
+    with pytest.raises(APIError) as err:
+        histogram_query(_Query(query), "p1", NOW)
+    assert (err.value.status, err.value.param) == (400, param)
+
+
 # -- views -------------------------------------------------------------------------------------------
+
+
+def test_histogram_body_totals_the_bins_and_keeps_exact_bounds():
+    bins = [HistogramBin(0.0, 0.0, 2), HistogramBin(10 ** (1 / 10), 10 ** (2 / 10), 3)]
+    body = histogram_body(HistogramQuery(project="p", field="ttft_ms"), bins)
+    assert body == {
+        "object": "histogram",
+        "field": "ttft_ms",
+        "count": 5,
+        "data": [{"lo": 0.0, "hi": 0.0, "count": 2}, {"lo": 10**0.1, "hi": 10**0.2, "count": 3}],
+    }
+    assert histogram_body(HistogramQuery(project="p"), [])["count"] == 0
 
 
 def test_trace_body_nests_children_in_start_order_and_survives_bad_parents():
@@ -319,6 +363,9 @@ class _FlakyStore:
 
     def stats(self, q: StatsQuery) -> list[StatsRow]:
         return self.inner.stats(q)
+
+    def histogram(self, q: HistogramQuery) -> list[HistogramBin]:
+        return self.inner.histogram(q)
 
     def apply_retention(self, now_ns: int) -> int:
         return self.inner.apply_retention(now_ns)

@@ -490,6 +490,29 @@ def test_keys_scopes_and_projects_keep_tenants_apart(tmp_path):
         srv.stop()
 
 
+def test_histogram_needs_a_read_key_and_sees_only_its_project(tmp_path):
+    settings = ServerSettings(port=0, data_dir=str(tmp_path / "data"), load_interval_ms=10)
+    ring = KeyRing(settings.keys_file)
+    a_ingest, _ = ring.create("team-a", "ingest")
+    a_read, _ = ring.create("team-a", "read")
+    b_ingest, _ = ring.create("team-b", "ingest")
+    b_read, _ = ring.create("team-b", "read")
+    srv = start_server(settings, DuckDBStore(str(tmp_path / "kansoku.duckdb")))
+    try:
+        assert error_of(srv.get("/api/v1/histogram"), 401)["code"] == "missing_key"
+        unknown = "ksk_read_" + "x" * 43
+        assert error_of(srv.get("/api/v1/histogram", key=unknown), 401)["code"] == "invalid_key"
+        assert error_of(srv.get("/api/v1/histogram", key=a_ingest), 403)["type"] == "permission_error"
+        assert srv.ingest(llm_records(3, model="model-a"), key=a_ingest).status == 200
+        assert srv.ingest(llm_records(7, model="model-b"), key=b_ingest).status == 200
+        srv.wait_loaded()
+        assert srv.get("/api/v1/histogram", key=a_read).json()["count"] == 3
+        assert srv.get("/api/v1/histogram", key=b_read).json()["count"] == 7
+        assert srv.get("/api/v1/histogram", key=a_read, model="model-b").json()["data"] == []
+    finally:
+        srv.stop()
+
+
 def test_binding_beyond_loopback_without_keys_is_refused(tmp_path, monkeypatch, capsys):
     for var in ENV_VARS.values():
         monkeypatch.delenv(var, raising=False)
@@ -552,11 +575,11 @@ INJECTIONS = [
 ]
 _CALLS_ONLY = ("sort", "order", "cursor")
 _STATS_ONLY = ("group_by", "bucket")
-INJECTABLE = (
+_FILTERS = (
     "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "status",
-    "tag", "since", "until", "q", "min_latency_ms", "min_tokens", "min_cost", "type", "limit",
-    *_CALLS_ONLY, *_STATS_ONLY,
+    "tag", "since", "until", "q", "min_latency_ms", "min_tokens", "min_cost", "type",
 )  # fmt: skip
+INJECTABLE = (*_FILTERS, "limit", *_CALLS_ONLY, *_STATS_ONLY)
 
 
 def test_sql_injection_payloads_in_every_parameter_find_nothing_and_harm_nothing(server):
@@ -572,7 +595,7 @@ def test_sql_injection_payloads_in_every_parameter_find_nothing_and_harm_nothing
         assert resp.status < 500, (path, params, resp.body[:200])
         if resp.status == 200:
             data = resp.json()["data"]
-            empty = data == [] if path.endswith("calls") else all(row["count"] == 0 for row in data)
+            empty = all(row["count"] == 0 for row in data) if path.endswith("stats") else data == []
             assert empty, (path, params, data[:1])
         else:
             assert 400 <= resp.status < 500
@@ -585,6 +608,9 @@ def test_sql_injection_payloads_in_every_parameter_find_nothing_and_harm_nothing
                 check("/api/v1/calls", [(name, value)])
             if name not in _CALLS_ONLY:
                 check("/api/v1/stats", [(name, value)])
+            if name in _FILTERS:
+                check("/api/v1/histogram", [(name, value)])
+        check("/api/v1/histogram", [("field", payload)])
         check("/api/v1/stats", [("group_by", f"tag:{payload[:990]}"), ("user_id", payload[:1000])])
         quoted = urllib.parse.quote(payload[:1000], safe="")
         for route in ("traces", "sessions"):
@@ -595,6 +621,7 @@ def test_sql_injection_payloads_in_every_parameter_find_nothing_and_harm_nothing
     assert span_ids(walk(server, type="all")) == span_ids(records)
     stats = server.get("/api/v1/stats", group_by="tag:department").json()["data"]
     assert {(row["group"], row["count"]) for row in stats} == {("support", 6), ("sales", 4)}
+    assert server.get("/api/v1/histogram").json()["count"] == 10
 
 
 # -- 7. the query API -----------------------------------------------------------------------------
@@ -673,6 +700,10 @@ def test_since_and_until_take_durations_rfc3339_and_unix_seconds(server):
         ("/api/v1/stats", {"since": "1h", "bucket": "9" * 5000}, "bucket"),  # beyond int()'s digit limit
         ("/api/v1/stats", {"since": "7d", "bucket": "1s"}, "bucket"),  # too many buckets
         ("/api/v1/stats", {"group_by": "colour"}, "group_by"),
+        ("/api/v1/histogram", {"field": "colour"}, "field"),
+        ("/api/v1/histogram", {"field": ["latency_ms", "ttft_ms"]}, "field"),
+        ("/api/v1/histogram", {"group_by": "model"}, "group_by"),
+        ("/api/v1/histogram", {"since": "yesterday"}, "since"),
     ],
 )
 def test_bad_parameters_are_a_400_naming_the_parameter(server, path, params, param):
@@ -723,6 +754,56 @@ def test_stats_group_by_a_tag_in_hourly_buckets(server):
         ("support", this_hour): (1, 80),
         (None, this_hour): (1, 160),
     }
+
+
+def test_histogram_bins_every_matching_call_server_side(server):
+    now = time.time_ns()
+    plan = [  # (latency ms, model, department, hours ago)
+        (1.5, "m-a", "support", 0), (2, "m-a", "support", 0), (15, "m-a", "sales", 0),
+        (150, "m-a", "sales", 0), (150, "m-a", "support", 0), (0, "m-a", "support", 0),
+        (1500, "m-b", "support", 0), (15, "m-a", "support", 5),
+    ]  # fmt: skip
+    records = [
+        llm_record(
+            start_ns=now - ago * HOUR_NS - 10**9, latency_ms=ms, model=model, tags={"department": dept},
+            input_tokens=None if ms == 0 else 20,
+        )
+        for ms, model, dept, ago in plan
+    ]  # fmt: skip
+    assert server.ingest(records).status == 200
+    server.wait_loaded()
+
+    def edges(i: int) -> tuple[float, float]:
+        return 10 ** (i / 10), 10 ** ((i + 1) / 10)
+
+    body = server.get("/api/v1/histogram", model="m-a", since="1h").json()
+    assert set(body) == {"object", "field", "count", "data"}
+    assert (body["object"], body["field"], body["count"]) == ("histogram", "latency_ms", 6)
+    assert body["data"] == [
+        {"lo": 0.0, "hi": 0.0, "count": 1},
+        {"lo": edges(1)[0], "hi": edges(1)[1], "count": 1},
+        {"lo": edges(3)[0], "hi": edges(3)[1], "count": 1},
+        {"lo": edges(11)[0], "hi": edges(11)[1], "count": 1},
+        {"lo": edges(21)[0], "hi": edges(21)[1], "count": 2},
+    ]
+
+    def counts(**params: Any) -> list[int]:
+        resp = server.get("/api/v1/histogram", **params)
+        assert resp.status == 200, resp.body[:300]
+        return [b["count"] for b in resp.json()["data"]]
+
+    assert sum(counts()) == 8  # every matching call, no sample
+    assert counts(model="m-b") == [1]
+    assert counts(since="1h", tag="department:sales") == [1, 1]
+    assert counts(until="1h") == [1]  # the call of five hours ago
+    assert counts(model="m-c") == []
+    tokens = server.get("/api/v1/histogram", field="input_tokens").json()
+    assert (tokens["field"], tokens["count"]) == ("input_tokens", 7)  # the unknown count is left out
+    assert [(b["lo"], b["count"]) for b in tokens["data"]] == [(edges(13)[0], 7)]  # log10(20) = 1.30
+
+    err = error_of(server.get("/api/v1/histogram", field="price"), 400)
+    assert (err["param"], err["type"], err["code"]) == ("field", "invalid_request_error", "invalid_parameter")
+    assert "latency_ms" in err["message"]
 
 
 @pytest.mark.parametrize("route", ["traces", "sessions"])

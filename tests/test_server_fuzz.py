@@ -24,7 +24,7 @@ from helpers.records import llm_record, span_record
 from helpers.server import start_server
 from kansoku.model import new_trace_id
 from kansoku.server import ServerSettings
-from kansoku.store import GROUP_FIELDS, DuckDBStore
+from kansoku.store import GROUP_FIELDS, HISTOGRAM_FIELDS, DuckDBStore
 
 EXAMPLES = 250  # per operation and run; the module stays well under a minute
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
@@ -83,6 +83,7 @@ OPERATIONS = [
     ("GET", "/api/v1/traces/{trace_id}"),
     ("GET", "/api/v1/sessions/{context_id}"),
     ("GET", "/api/v1/stats"),
+    ("GET", "/api/v1/histogram"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 ]
@@ -108,6 +109,11 @@ def _realistic(
         query = st.fixed_dictionaries(
             {"since": st.sampled_from(_SINCE)},
             optional={"group_by": st.sampled_from(_GROUP_BY), "bucket": st.sampled_from(_BUCKETS)},
+        )
+        return query.flatmap(lambda q: operation.as_strategy(query=q))
+    if path == "/api/v1/histogram":
+        query = st.fixed_dictionaries(
+            {"since": st.sampled_from(_SINCE)}, optional={"field": st.sampled_from(HISTOGRAM_FIELDS)}
         )
         return query.flatmap(lambda q: operation.as_strategy(query=q))
     if path == "/api/v1/calls":

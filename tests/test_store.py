@@ -22,7 +22,17 @@ import uuid
 import pytest
 
 from kansoku.model import LLMCall, Span, SpanEvent
-from kansoku.store import CallQuery, ClickHouseStore, DuckDBStore, StatsQuery, Store, rows_ndjson
+from kansoku.store import (
+    HISTOGRAM_FIELDS,
+    CallQuery,
+    ClickHouseStore,
+    DuckDBStore,
+    HistogramBin,
+    HistogramQuery,
+    StatsQuery,
+    Store,
+    rows_ndjson,
+)
 from kansoku.store._clickhouse_http import HTTPClient
 from kansoku.store._clickhouse_url import parse_clickhouse_url
 
@@ -488,6 +498,7 @@ def test_sql_injection_payloads_find_nothing(store, payload):
     ):
         assert store.query_calls(CallQuery(project="p", **{name: payload})).items == [], name
         assert store.stats(StatsQuery(project="p", **{name: payload})) == [], name
+        assert store.histogram(HistogramQuery(project="p", **{name: payload})) == [], name
     assert store.query_calls(CallQuery(project=payload)).items == []
     assert store.query_calls(CallQuery(project="p", tags=((payload, "x"),))).items == []
     assert store.query_calls(CallQuery(project="p", tags=(("department", payload),))).items == []
@@ -502,6 +513,9 @@ def test_sql_injection_payloads_find_nothing(store, payload):
         CallQuery(project="p", sort=payload)
     with pytest.raises(ValueError, match=r"^group_by"):
         StatsQuery(project="p", group_by=payload)
+    with pytest.raises(ValueError, match=r"^field"):
+        HistogramQuery(project="p", field=payload)
+    assert store.histogram(HistogramQuery(project="p", tags=((payload, "x"),))) == []
     assert len(calls(store, project="victim")) == 20
 
 
@@ -563,3 +577,119 @@ def test_stats_without_quantiles_keep_counts_tokens_and_cost(store):
         assert r.cost_usd == pytest.approx(f.cost_usd)
         assert (r.latency_p50, r.latency_p95, r.ttft_p99, r.tokens_p50) == (None, None, None, None)
         assert f.latency_p50 is not None
+
+
+# -- histogram -------------------------------------------------------------------------------------
+
+
+def _bin(i: int | None, count: int) -> HistogramBin:
+    """The expected bin ``i`` (None: values <= 0), bounds written out as the spec gives them."""
+    if i is None:
+        return HistogramBin(0.0, 0.0, count)
+    return HistogramBin(10 ** (i / 10), 10 ** ((i + 1) / 10), count)
+
+
+def _with_values(values, field: str, seed: int = 21, t0: int = T0) -> list[Span]:
+    """One call per value, ``field`` set to it (latency through the end time; it is never null)."""
+    spans = make_calls(len(values), seed=seed, t0=t0)
+    for s, v in zip(spans, values, strict=True):
+        if field == "latency_ms":
+            s.end_ns = s.start_ns + round(v * 1_000_000)
+        else:
+            setattr(s.llm, field, v)
+    return spans
+
+
+# 1.5 and 2 share a decade but not a bin; 10 and 100 sit exactly on a bin edge and open theirs.
+KNOWN = [1.5, 2, 15, 150, 150, 0, 10, 100, 1000, 0.05]
+KNOWN_BINS = [
+    _bin(None, 1), _bin(-14, 1), _bin(1, 1), _bin(3, 1), _bin(10, 1), _bin(11, 1), _bin(20, 1),
+    _bin(21, 2), _bin(30, 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("field", ["latency_ms", "ttft_ms", "cost_usd"])
+def test_histogram_puts_known_values_in_their_log_bins(store, field):
+    spans = _with_values(KNOWN, field)
+    if field != "latency_ms":  # missing values are left out
+        spans += _with_values([None, None], field, seed=22)
+    store.write(spans, project="p")
+    got = store.histogram(HistogramQuery(project="p", field=field))
+    assert got == KNOWN_BINS
+    # Exact floats, the same on every backend (computed from the index, never in SQL).
+    assert [(b.lo, b.hi) for b in got[4:7]] == [
+        (10.0, 12.589254117941675), (12.589254117941675, 15.848931924611133), (100.0, 125.89254117941675),
+    ]  # fmt: skip
+    assert got[0] == HistogramBin(0.0, 0.0, 1)
+
+
+def test_histogram_of_token_counts(store):
+    values = [1, 2, 15, 150, 150, 0, None, 1000]
+    for field in ("total_tokens", "input_tokens", "output_tokens"):
+        store.write(_with_values(values, field, seed=len(field)), project=field)
+        got = store.histogram(HistogramQuery(project=field, field=field))
+        assert got == [_bin(None, 1), _bin(0, 1), _bin(3, 1), _bin(11, 1), _bin(21, 2), _bin(30, 1)], field
+
+
+def test_histogram_counts_only_the_filtered_calls(store):
+    spans = make_calls(90)
+    store.write(spans, project="p")
+    store.write(make_calls(20, seed=3), project="other")
+
+    def counts(**kw) -> int:
+        return sum(b.count for b in store.histogram(HistogramQuery(project="p", **kw)))
+
+    assert counts() == 90
+    assert counts(model="gpt-4o") == 30
+    assert counts(since_ns=T0 + 10 * SEC, until_ns=T0 + 25 * SEC) == 15
+    assert counts(tags=(("department", "sales"),)) == 30
+    assert counts(model="gpt-4o", tags=(("department", "sales"),)) == 30  # both i % 3 == 1
+    assert counts(model="gpt-4o", tags=(("department", "support"),)) == 0
+    assert counts(environment="staging", service="bot") == sum(
+        s.environment == "staging" and s.service == "bot" for s in spans
+    )
+    assert counts(status="error") == 9
+    assert counts(record_type="span") == 0
+    # Per field only the calls that have it: errors carry no TTFT or total tokens.
+    assert counts(field="ttft_ms") == sum(s.llm.ttft_ms is not None for s in spans)
+    assert counts(field="total_tokens", status="error") == 0
+    assert store.histogram(HistogramQuery(project="p", model="no-such-model")) == []
+    assert store.histogram(HistogramQuery(project="nobody")) == []
+
+
+def _reference(values) -> list[HistogramBin]:
+    """The binning rule in Python: what every backend must agree with."""
+    counts: dict[int | None, int] = {}
+    for v in values:
+        if v is not None:
+            i = math.floor(math.log10(v) * 10 + 1e-9) if v > 0 else None
+            counts[i] = counts.get(i, 0) + 1
+    return [_bin(i, n) for i, n in sorted(counts.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))]
+
+
+def test_histogram_matches_the_binning_rule_on_many_values(store):
+    rng = random.Random(5)
+    # Log-uniform values over nine decades, plus every bin edge of four decades (edges are where
+    # a backend's log10 could differ by an ulp: the 1e-9 must put them in the same bin).
+    values = [10 ** rng.uniform(-3, 6) for _ in range(400)] + [10 ** (i / 10) for i in range(-10, 31)]
+    store.write(_with_values(values, "cost_usd"), project="p")
+    got = store.histogram(HistogramQuery(project="p", field="cost_usd"))
+    assert got == _reference(values)
+    assert sum(b.count for b in got) == len(values)
+    assert [b.lo for b in got] == sorted(b.lo for b in got)
+    assert all(a.hi <= b.lo for a, b in itertools.pairwise(got))
+
+
+@pytest.mark.parametrize("field", ["duration", "latency_ms; DROP TABLE spans", "tag:department", ""])
+def test_histogram_of_an_unknown_field_names_the_parameter(field):
+    with pytest.raises(ValueError, match=r"^field must be one of \[.*'latency_ms'.*'cost_usd'\]"):
+        HistogramQuery(project="p", field=field)
+    assert HistogramQuery(project="p").field == "latency_ms"  # the default
+
+
+def test_every_histogram_field_can_be_binned(store):
+    store.write(make_calls(30), project="p")
+    for field in HISTOGRAM_FIELDS:
+        bins = store.histogram(HistogramQuery(project="p", field=field))
+        assert bins, field
+        assert [b.lo for b in bins] == sorted(b.lo for b in bins), field

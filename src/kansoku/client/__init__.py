@@ -10,14 +10,25 @@
         print(record["trace_id"], record["latency_ms"])
     tree = client.trace(page.data[0]["trace_id"])
     by_model = client.stats(group_by="model", since="24h", bucket="1h")
+    latency = client.histogram(field="latency_ms", since="30d")  # bins over every matching call
 
 Records are the public record dicts (``Span.to_record()``); failures raise
 :class:`~kansoku.errors.QueryError`.
 """
 
 from kansoku.client._client import API_KEY_ENV, DEFAULT_TIMEOUT_S, DEFAULT_URL, URL_ENV, Client
-from kansoku.client._params import CallFilters, CallsParams, StatsParams, TagsArg, TimeArg
-from kansoku.client._types import CallsPage, Percentiles, Record, Session, Stats, StatsRow, Trace
+from kansoku.client._params import CallFilters, CallsParams, HistogramParams, StatsParams, TagsArg, TimeArg
+from kansoku.client._types import (
+    CallsPage,
+    Histogram,
+    HistogramBin,
+    Percentiles,
+    Record,
+    Session,
+    Stats,
+    StatsRow,
+    Trace,
+)
 from kansoku.errors import QueryError
 
 __all__ = [
@@ -29,6 +40,9 @@ __all__ = [
     "CallsPage",
     "CallsParams",
     "Client",
+    "Histogram",
+    "HistogramBin",
+    "HistogramParams",
     "Percentiles",
     "QueryError",
     "Record",

@@ -8,13 +8,23 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, Unpack
 
 from kansoku.client._http import Transport
-from kansoku.client._params import CALLS_KEYS, STATS_KEYS, CallsParams, StatsParams, to_query
+from kansoku.client._params import (
+    CALLS_KEYS,
+    HISTOGRAM_KEYS,
+    STATS_KEYS,
+    CallsParams,
+    HistogramParams,
+    StatsParams,
+    to_query,
+)
 from kansoku.client._types import (
     CallsPage,
+    Histogram,
     Record,
     Session,
     Stats,
     Trace,
+    parse_histogram,
     parse_page,
     parse_session,
     parse_stats,
@@ -104,6 +114,11 @@ class Client:
         """Aggregates (count, errors, latency/TTFT/token percentiles, cost), grouped and bucketed."""
         query = to_query("stats", STATS_KEYS, params)
         return self._get("/api/v1/stats", query, parse_stats)
+
+    def histogram(self, **params: Unpack[HistogramParams]) -> Histogram:
+        """How ``field`` (default ``latency_ms``) is spread over every matching call: log-scale bins."""
+        query = to_query("histogram", HISTOGRAM_KEYS, params)
+        return self._get("/api/v1/histogram", query, parse_histogram)
 
     def _get(self, path: str, query: list[tuple[str, str]], parse: Callable[[dict[str, Any]], _T]) -> _T:
         doc = self._http.get(path, query)

@@ -20,7 +20,7 @@ TagsArg = Mapping[str, str] | Iterable[str]
 
 
 class CallFilters(TypedDict, total=False):
-    """Filters shared by ``calls`` and ``stats``; every one is optional and ``None`` is ignored."""
+    """Filters shared by ``calls``, ``stats`` and ``histogram``; each is optional, ``None`` ignored."""
 
     user_id: str | None
     context_id: str | None
@@ -57,9 +57,16 @@ class StatsParams(CallFilters, total=False):
     limit: int | None
 
 
+class HistogramParams(CallFilters, total=False):
+    """``histogram``: the filters plus the ``field`` to bin (the server's default: ``latency_ms``)."""
+
+    field: str | None
+
+
 _FILTER_KEYS = frozenset(CallFilters.__annotations__)
 CALLS_KEYS = _FILTER_KEYS | frozenset(CallsParams.__annotations__)
 STATS_KEYS = _FILTER_KEYS | frozenset(StatsParams.__annotations__)
+HISTOGRAM_KEYS = _FILTER_KEYS | frozenset(HistogramParams.__annotations__)
 _TIME_KEYS = frozenset({"since", "until"})
 # Largest unit first, so a timedelta reads like a person would write it (7d, not 604800s).
 _UNITS = (("w", 7 * 86400 * 1000), ("d", 86400 * 1000), ("h", 3600 * 1000), ("m", 60 * 1000), ("s", 1000))

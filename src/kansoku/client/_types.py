@@ -8,6 +8,7 @@ Parsers raise :class:`ValueError` naming the field when the server's answer has 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,26 @@ class Stats:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class HistogramBin:
+    """``count`` values in ``[lo, hi)``; values <= 0 share the bin with ``lo == hi == 0``."""
+
+    lo: float
+    hi: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """``GET /api/v1/histogram``: the non-empty log-scale bins of ``field``, ascending."""
+
+    field: str
+    count: int
+    data: list[HistogramBin]
+    # dataclasses.field spelled out: the attribute above shadows the bare name in this class.
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+
 def parse_page(doc: dict[str, Any]) -> CallsPage:
     _expect_object(doc, "list")
     return CallsPage(
@@ -151,6 +172,25 @@ def parse_stats(doc: dict[str, Any]) -> Stats:
         group_by=_opt_str(doc, "group_by"),
         bucket_s=_opt_int(doc, "bucket_s"),
         data=[_stats_row(r) for r in rows],
+        raw=doc,
+    )
+
+
+def parse_histogram(doc: dict[str, Any]) -> Histogram:
+    _expect_object(doc, "histogram")
+    bins = doc.get("data")
+    if not isinstance(bins, list) or not all(isinstance(b, dict) for b in bins):
+        raise ValueError("'data' must be a list of objects")
+    data = []
+    for b in bins:
+        lo, hi = _opt_num(b, "lo", "data"), _opt_num(b, "hi", "data")
+        if lo is None or hi is None:
+            raise ValueError("'data.lo' and 'data.hi' must be numbers")
+        data.append(HistogramBin(lo=lo, hi=hi, count=_opt_int(b, "count") or 0))
+    return Histogram(
+        field=_opt_str(doc, "field") or "",
+        count=_opt_int(doc, "count") or 0,
+        data=data,
         raw=doc,
     )
 

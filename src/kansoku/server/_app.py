@@ -179,6 +179,13 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(_views.stats_body(q, rows))
 
 
+async def histogram(request: web.Request) -> web.Response:
+    project = authorize(request, "read")
+    q = _params.histogram_query(request.query, project, time.time_ns())
+    bins = await _run(request.app[COLLECTOR].store.histogram, q)
+    return json_response(_views.histogram_body(q, bins))
+
+
 async def openapi(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
@@ -225,6 +232,7 @@ def make_app(collector: Collector) -> web.Application:
     app.router.add_get("/api/v1/traces/{trace_id}", trace)
     app.router.add_get("/api/v1/sessions/{context_id}", session)
     app.router.add_get("/api/v1/stats", stats)
+    app.router.add_get("/api/v1/histogram", histogram)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

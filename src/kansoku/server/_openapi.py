@@ -10,7 +10,7 @@ from typing import Any
 
 from kansoku import __version__
 from kansoku.model import ERROR_TYPES
-from kansoku.store import GROUP_FIELDS, MAX_LIMIT, SORT_FIELDS
+from kansoku.store import GROUP_FIELDS, HISTOGRAM_FIELDS, MAX_LIMIT, SORT_FIELDS
 
 
 def _n(t: str | list[str], **kw: Any) -> dict[str, Any]:
@@ -152,6 +152,11 @@ _STATS_ROW = _obj(
     latency_ms=_QUANTILES, ttft_ms=_QUANTILES, input_tokens=_INT, output_tokens=_INT, tokens=_QUANTILES,
     cost_usd=_NUM,
 )  # fmt: skip
+_HISTOGRAM_BIN = _obj(
+    ["lo", "hi", "count"],
+    lo={"type": "number", "minimum": 0}, hi={"type": "number", "minimum": 0},
+    count={"type": "integer", "minimum": 1},
+)  # fmt: skip
 
 
 def _get(
@@ -196,6 +201,15 @@ def document() -> dict[str, Any]:
             "quantiles",
             "false: leave the percentile fields null (much cheaper over long ranges).",
             {"enum": ["true", "false"]},
+        ),
+    ]
+    histogram_params = [
+        *FILTERS,
+        _param(
+            "field",
+            "The value to bin (default latency_ms): log-scale bins, 10 per power of ten; "
+            "values <= 0 in one bin with lo = hi = 0; missing values left out.",
+            {"enum": list(HISTOGRAM_FIELDS)},
         ),
     ]
     return {
@@ -264,6 +278,19 @@ def document() -> dict[str, Any]:
                         group_by=_STR,
                         bucket_s=_INT,
                         data={"type": "array", "items": _STATS_ROW},
+                    )
+                ),
+            ),
+            "/api/v1/histogram": _get(
+                "How the values of one field are spread over every matching call (non-empty bins).",
+                histogram_params,
+                _ok(
+                    _obj(
+                        ["object", "field", "count", "data"],
+                        object={"const": "histogram"},
+                        field={"enum": list(HISTOGRAM_FIELDS)},
+                        count={"type": "integer", "minimum": 0},
+                        data={"type": "array", "items": _HISTOGRAM_BIN},
                     )
                 ),
             ),

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from kansoku.server._errors import APIError
-from kansoku.store import MAX_LIMIT, CallQuery, StatsQuery
+from kansoku.store import MAX_LIMIT, CallQuery, HistogramQuery, StatsQuery
 
 _DURATION = re.compile(r"^(\d{1,9})(ms|s|m|h|d|w)$")
 _UNIT_NS = {
@@ -25,7 +25,7 @@ _UNIT_NS = {
     "d": 86400 * 10**9,
     "w": 7 * 86400 * 10**9,
 }
-_Q = TypeVar("_Q", CallQuery, StatsQuery)
+_Q = TypeVar("_Q", CallQuery, StatsQuery, HistogramQuery)
 _MAX_NS = 2**63 - 1
 _MAX_NUMBER = 2**31 - 1  # fits every store's integer columns
 
@@ -38,6 +38,7 @@ FILTER_PARAMS: tuple[str, ...] = (
 )  # fmt: skip
 CALLS_PARAMS: tuple[str, ...] = (*FILTER_PARAMS, "sort", "order", "limit", "cursor")
 STATS_PARAMS: tuple[str, ...] = (*FILTER_PARAMS, "group_by", "bucket", "limit", "quantiles")
+HISTOGRAM_PARAMS: tuple[str, ...] = (*FILTER_PARAMS, "field")
 
 
 def _bad(param: str, message: str) -> APIError:
@@ -220,3 +221,12 @@ def stats_query(query: Mapping[str, Any], project: str, now_ns: int) -> StatsQue
             raise _bad("quantiles", "must be true or false")
         kw["quantiles"] = quantiles == "true"
     return _build(StatsQuery, kw)
+
+
+def histogram_query(query: Mapping[str, Any], project: str, now_ns: int) -> HistogramQuery:
+    _check_known(query, HISTOGRAM_PARAMS)
+    kw = _filters(query, project, now_ns)
+    field = _single(query, "field")
+    if field is not None:
+        kw["field"] = field
+    return _build(HistogramQuery, kw)

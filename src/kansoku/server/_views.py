@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kansoku.model import Span
-from kansoku.store import Page, StatsQuery, StatsRow
+from kansoku.store import HistogramBin, HistogramQuery, Page, StatsQuery, StatsRow
 
 
 def iso(ns: int | None) -> str | None:
@@ -103,4 +103,14 @@ def stats_body(q: StatsQuery, rows: list[StatsRow]) -> dict[str, Any]:
             }
             for r in rows
         ],
+    }
+
+
+def histogram_body(q: HistogramQuery, bins: list[HistogramBin]) -> dict[str, Any]:
+    # Bounds are not rounded: the UI places bins by them, and adjacent bins share an edge exactly.
+    return {
+        "object": "histogram",
+        "field": q.field,
+        "count": sum(b.count for b in bins),
+        "data": [{"lo": b.lo, "hi": b.hi, "count": b.count} for b in bins],
     }

@@ -6,10 +6,13 @@ from kansoku.store._duckdb import DuckDBStore
 from kansoku.store._open import open_store, register_store
 from kansoku.store._protocol import (
     GROUP_FIELDS,
+    HISTOGRAM_FIELDS,
     MAX_LIMIT,
     SORT_FIELDS,
     CallQuery,
     Filters,
+    HistogramBin,
+    HistogramQuery,
     Page,
     StatsQuery,
     StatsRow,
@@ -19,6 +22,7 @@ from kansoku.store._rows import to_ndjson as rows_ndjson
 
 __all__ = [
     "GROUP_FIELDS",
+    "HISTOGRAM_FIELDS",
     "MAX_LIMIT",
     "SORT_FIELDS",
     "CallQuery",
@@ -26,6 +30,8 @@ __all__ = [
     "ClickHouseStore",
     "DuckDBStore",
     "Filters",
+    "HistogramBin",
+    "HistogramQuery",
     "Page",
     "StatsQuery",
     "StatsRow",

@@ -37,9 +37,26 @@ from kansoku.store._clickhouse_schema import (
     encode_row,
     migrate,
 )
-from kansoku.store._clickhouse_sql import SELECT_SPAN, calls_sql, identifier, quote, stats_sql
+from kansoku.store._clickhouse_sql import (
+    SELECT_SPAN,
+    calls_sql,
+    histogram_sql,
+    identifier,
+    quote,
+    stats_sql,
+)
 from kansoku.store._clickhouse_url import ClickHouseConfig, parse_clickhouse_url
-from kansoku.store._protocol import CallQuery, Page, StatsQuery, StatsRow, check_id, check_range
+from kansoku.store._protocol import (
+    CallQuery,
+    HistogramBin,
+    HistogramQuery,
+    Page,
+    StatsQuery,
+    StatsRow,
+    check_id,
+    check_range,
+    histogram_bins,
+)
 from kansoku.store._rows import batch_rows, from_row
 
 _ID_CHUNK = 5000  # span ids per existence check (keeps the SQL well under the parser's limits)
@@ -262,6 +279,11 @@ class ClickHouseStore:
             )
             for g, b, n, errors, by_type, lat, ttft, tin, tout, tok, cost in self._client.select(stats_sql(q))
         ]  # fmt: skip
+
+    def histogram(self, q: HistogramQuery) -> list[HistogramBin]:
+        # On a cluster `spans` is the Distributed table: each shard counts its rows per bin and
+        # the initiator adds the counts up, so only the bins cross the network.
+        return histogram_bins(self._client.select(histogram_sql(q)))
 
     def close(self) -> None:
         if not self._closed:

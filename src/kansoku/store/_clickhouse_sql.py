@@ -10,7 +10,14 @@ from __future__ import annotations
 import math
 import re
 
-from kansoku.store._protocol import CallQuery, Filters, StatsQuery
+from kansoku.store._protocol import (
+    BIN_EPSILON,
+    BINS_PER_DECADE,
+    CallQuery,
+    Filters,
+    HistogramQuery,
+    StatsQuery,
+)
 from kansoku.store._rows import READ_COLUMNS
 
 _SMALLEST_NORMAL = 2.2250738585072014e-308
@@ -81,6 +88,12 @@ _SORT_EXPR = {
     "cost_usd": ("ifNull(cost_usd, -1.0)", f"ifNull(cost_usd, {_FLOAT_LAST!r})"),
     "total_tokens": ("ifNull(total_tokens, -1)", f"ifNull(total_tokens, toInt64({_INT_LAST}))"),
 }
+
+# Histogram fields to columns (the closed HISTOGRAM_FIELDS: a field never becomes SQL text itself).
+_HISTOGRAM_COLUMNS = {
+    "latency_ms": "latency_ms", "ttft_ms": "ttft_ms", "total_tokens": "total_tokens",
+    "input_tokens": "input_tokens", "output_tokens": "output_tokens", "cost_usd": "cost_usd",
+}  # fmt: skip
 
 _EQ_FILTERS = (
     "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "status",
@@ -175,4 +188,20 @@ def stats_sql(q: StatsQuery) -> str:
         "sum(tin), sum(tout), quantilesIfMerge(0.5, 0.95)(tok), sum(cost) "
         f"FROM ({inner}) GROUP BY g, b "
         f"ORDER BY b ASC NULLS FIRST, n DESC, g ASC NULLS LAST LIMIT {q.limit}"
+    )
+
+
+def histogram_sql(q: HistogramQuery) -> str:
+    """(log-scale bin index, count) per non-empty bin; the index is NULL for values <= 0.
+
+    ``if`` computes both branches on every row: log10 of a value <= 0 gives -inf or nan there,
+    which is thrown away, never an error. NULLs are gone after the WHERE, so ``assumeNotNull``
+    lets the arithmetic run on the plain type.
+    """
+    v = f"assumeNotNull({_HISTOGRAM_COLUMNS[q.field]})"
+    index = f"toInt64(floor(log10({v}) * {BINS_PER_DECADE} + {BIN_EPSILON!r}))"
+    return (
+        f"SELECT if({v} > 0, {index}, NULL) AS i, count() AS n FROM spans "  # noqa: S608 (quoted)
+        f"WHERE {where(q)} AND isNotNull({_HISTOGRAM_COLUMNS[q.field]}) "
+        "GROUP BY i ORDER BY i ASC NULLS FIRST"
     )

@@ -24,8 +24,18 @@ import duckdb
 
 from kansoku.model import Span
 from kansoku.store._duckdb_schema import SPAN_COLUMN_TYPES, migrate
-from kansoku.store._duckdb_sql import SELECT_SPAN, calls_sql, stats_sql
-from kansoku.store._protocol import CallQuery, Page, StatsQuery, StatsRow, check_id, check_range
+from kansoku.store._duckdb_sql import SELECT_SPAN, calls_sql, histogram_sql, stats_sql
+from kansoku.store._protocol import (
+    CallQuery,
+    HistogramBin,
+    HistogramQuery,
+    Page,
+    StatsQuery,
+    StatsRow,
+    check_id,
+    check_range,
+    histogram_bins,
+)
 from kansoku.store._rows import COLUMNS, batch_rows, from_row
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
@@ -154,6 +164,10 @@ class DuckDBStore:
             StatsRow.of(g, b, n, errors, (by_type or {}).items(), lat, ttft, tin, tout, tok, cost)
             for g, b, n, errors, by_type, lat, ttft, tin, tout, tok, cost in self._fetch(sql, params)
         ]
+
+    def histogram(self, q: HistogramQuery) -> list[HistogramBin]:
+        sql, params = histogram_sql(q)
+        return histogram_bins(self._fetch(sql, params))
 
     def close(self) -> None:
         if not self._closed:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kansoku.store._protocol import CallQuery, Filters, StatsQuery
+from kansoku.store._protocol import (
+    BIN_EPSILON,
+    BINS_PER_DECADE,
+    CallQuery,
+    Filters,
+    HistogramQuery,
+    StatsQuery,
+)
 from kansoku.store._rows import READ_COLUMNS
 
 SELECT_SPAN = ", ".join(READ_COLUMNS)
@@ -27,6 +34,12 @@ _SORT_EXPR = {
         "coalesce(total_tokens::BIGINT, 4611686018427387903)",
     ),
 }
+
+# Histogram fields to columns (the closed HISTOGRAM_FIELDS: a field never becomes SQL text itself).
+_HISTOGRAM_COLUMNS = {
+    "latency_ms": "latency_ms", "ttft_ms": "ttft_ms", "total_tokens": "total_tokens",
+    "input_tokens": "input_tokens", "output_tokens": "output_tokens", "cost_usd": "cost_usd",
+}  # fmt: skip
 
 _EQ_FILTERS = (
     "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "status",
@@ -129,5 +142,19 @@ def stats_sql(q: StatsQuery) -> tuple[str, dict[str, Any]]:
         f"{tok} AS tok, sum(cost_usd) AS cost "
         f"FROM spans WHERE {cond} GROUP BY g, b "
         f"ORDER BY b ASC NULLS FIRST, n DESC, g ASC NULLS LAST LIMIT {p(q.limit)}"
+    )
+    return sql, p.values
+
+
+def histogram_sql(q: HistogramQuery) -> tuple[str, dict[str, Any]]:
+    """(log-scale bin index, count) per non-empty bin; the index is NULL for values <= 0."""
+    p = Params()
+    v = _HISTOGRAM_COLUMNS[q.field]
+    cond = where(q, p)
+    # DuckDB's CASE evaluates a branch only for its own rows: log10 never sees a value <= 0.
+    index = f"CASE WHEN {v} > 0 THEN floor(log10({v}) * {BINS_PER_DECADE} + {BIN_EPSILON!r})::BIGINT END"
+    sql = (
+        f"SELECT {index} AS i, count(*) AS n FROM spans "  # noqa: S608 (constants only)
+        f"WHERE {cond} AND {v} IS NOT NULL GROUP BY i ORDER BY i ASC NULLS FIRST"
     )
     return sql, p.values

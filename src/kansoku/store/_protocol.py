@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -27,6 +28,12 @@ GROUP_FIELDS: tuple[str, ...] = (
 #: Record types a query may select; ``None`` means both.
 RECORD_TYPES: tuple[str, ...] = ("llm_call", "span")
 STATUSES: tuple[str, ...] = ("ok", "error", "unset")
+#: Numeric fields :class:`HistogramQuery` may bin (closed set; backends map each to a column).
+HISTOGRAM_FIELDS: tuple[str, ...] = (
+    "latency_ms", "ttft_ms", "total_tokens", "input_tokens", "output_tokens", "cost_usd",
+)  # fmt: skip
+#: Histogram bins per power of ten: fine enough to see a p95 tail, few enough to draw.
+BINS_PER_DECADE = 10
 MAX_LIMIT = 1000
 MAX_STATS_ROWS = 10_000
 MAX_BUCKETS = 100_000
@@ -55,7 +62,8 @@ def _check_num(name: str, value: object, *, integer: bool = False) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Filters:
-    """What :class:`CallQuery` and :class:`StatsQuery` share: the project and the filters.
+    """What :class:`CallQuery`, :class:`StatsQuery` and :class:`HistogramQuery` share: the project and
+    the filters.
 
     ``since_ns`` is inclusive, ``until_ns`` exclusive (span start time). ``text`` is a
     case-insensitive substring of the input or output text. ``tags`` must all match.
@@ -201,6 +209,60 @@ class StatsQuery(Filters):
         return self.group_by[4:] if self.group_by is not None and self.group_by.startswith("tag:") else None
 
 
+@dataclass(frozen=True, kw_only=True)
+class HistogramQuery(Filters):
+    """How the values of one numeric ``field`` (one of :data:`HISTOGRAM_FIELDS`) are spread.
+
+    Log-scale bins, :data:`BINS_PER_DECADE` per power of ten (:func:`bin_bounds`); values <= 0
+    share one bin ``[0, 0]`` and missing values are left out.
+    """
+
+    field: str = "latency_ms"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.field not in HISTOGRAM_FIELDS:
+            raise ValueError(f"field must be one of {list(HISTOGRAM_FIELDS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramBin:
+    """``count`` values in ``[lo, hi)``; the bin of values <= 0 has ``lo == hi == 0.0``."""
+
+    lo: float
+    hi: float
+    count: int
+
+
+#: Bin index + this before flooring: a value on a bin edge (log10(100) * 10 == 20, give or take
+#: an ulp of the backend's log10) lands in the bin it starts, the same one on every backend.
+BIN_EPSILON = 1e-9
+
+
+def bin_bounds(index: int | None) -> tuple[float, float]:
+    """``(lo, hi)`` of bin ``index`` (``floor(log10(v) * 10 + 1e-9)``); ``None`` is the <= 0 bin.
+
+    Computed here, not in SQL, so every backend reports the very same floats.
+    """
+    if index is None:
+        return 0.0, 0.0
+    return _power(index), _power(index + 1)
+
+
+def _power(index: int) -> float:
+    try:
+        return float(10 ** (index / BINS_PER_DECADE))
+    except OverflowError:  # the bin of values near the largest double ends beyond it
+        return sys.float_info.max
+
+
+def histogram_bins(rows: Iterable[Sequence[Any]]) -> list[HistogramBin]:
+    """Bins from a backend's ``(index or NULL, count)`` rows, the <= 0 bin first."""
+    bins = [(None if i is None else int(i), int(n)) for i, n in rows if n]
+    bins.sort(key=lambda b: (b[0] is not None, b[0] or 0))
+    return [HistogramBin(*bin_bounds(i), n) for i, n in bins]
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """One page of results; ``next_cursor`` is ``None`` on the last page."""
@@ -295,6 +357,10 @@ class Store(Protocol):
         ...
 
     def stats(self, q: StatsQuery) -> list[StatsRow]: ...
+
+    def histogram(self, q: HistogramQuery) -> list[HistogramBin]:
+        """The non-empty bins of ``q.field`` over the matching rows, in ascending order."""
+        ...
 
     def apply_retention(self, now_ns: int) -> int:
         """Delete what is older than the retention period; return the number of rows deleted."""

@@ -71,6 +71,7 @@ export async function get(path, params) {
 
 export const calls = (params) => get('/api/v1/calls', params);
 export const stats = (params) => get('/api/v1/stats', params);
+export const histogram = (params) => get('/api/v1/histogram', params);
 export const trace = (id) => get(`/api/v1/traces/${encodeURIComponent(id)}`);
 export const session = (id) => get(`/api/v1/sessions/${encodeURIComponent(id)}`);
 export const gatewayStatus = () => get('/api/v1/gateway/status');

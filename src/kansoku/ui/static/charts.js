@@ -101,29 +101,51 @@ export function timeSeries({ label, times, widthS, series, kind = 'line', yForma
   return h('figure', { class: 'figure' }, svg, legend(series));
 }
 
-/** histogram({label, values, bins, xFormat}) → a <figure> of counts per value range. */
-export function histogram({ label, values, bins = 24, xFormat = String }) {
-  const vals = values.filter((v) => v !== null && v !== undefined && v >= 0).sort((a, b) => a - b);
-  if (!vals.length) return null;
-  // Past the 99th percentile everything shares the last bin, so one outlier does not squash the rest.
-  const hi = Math.max(vals[Math.min(vals.length - 1, Math.floor(vals.length * 0.99))], vals[0] + 1e-9);
-  const lo = 0;
-  const width = (hi - lo) / bins;
-  const counts = new Array(bins).fill(0);
-  for (const v of vals) counts[Math.min(bins - 1, Math.floor((v - lo) / width))]++;
-  const yMax = niceMax(Math.max(...counts));
-  const step = IW / bins;
-  const xs = [[PAD.left, xFormat(lo), 'start'], [PAD.left + IW / 2, xFormat(lo + (hi - lo) / 2)], [W - PAD.right, `${xFormat(hi)}+`, 'end']];
-  const svg = frame(label, yMax, (v) => String(Math.round(v)), xs);
-  counts.forEach((c, i) => {
-    if (!c) return;
-    const y = PAD.top + IH - (IH * c) / yMax;
-    const from = lo + width * i;
-    const to = i === bins - 1 ? '' : xFormat(from + width);
+/**
+ * histogram({label, bins: [{lo, hi, count}], xFormat}) → a <figure> of counts per value range.
+ * The bins are the query API's: log-scaled, 10 per decade, only non-empty ones, a value of 0 in
+ * a bin of its own (lo = hi = 0). Missing bins between the smallest and largest are drawn empty.
+ */
+export function histogram({ label, bins, xFormat = String }) {
+  const zero = bins.find((b) => b.hi === 0);
+  const byIndex = new Map(bins.filter((b) => b.hi > 0).map((b) => [Math.round(Math.log10(b.lo) * 10), b.count]));
+  if (!zero && !byIndex.size) return null;
+  const idx = [...byIndex.keys()];
+  let bars = [];
+  let note = 'Logarithmic value axis: each bar covers a range about 26 % wider than the one before.';
+  if (idx.length) {
+    const first = Math.min(...idx);
+    const last = Math.max(...idx);
+    // More than 40 bars would be slivers: merge neighbours (5, then 2.5 … bins per decade).
+    const per = Math.max(1, Math.ceil((last - first + 1) / 40));
+    if (per > 1) note = 'Logarithmic value axis: each bar covers a wider range than the one before.';
+    for (let i = first; i <= last; i += per) {
+      let count = 0;
+      for (let k = i; k < i + per && k <= last; k++) count += byIndex.get(k) || 0;
+      bars.push({ lo: 10 ** (i / 10), hi: 10 ** (Math.min(i + per, last + 1) / 10), count });
+    }
+  }
+  if (zero) bars = [{ lo: 0, hi: 0, count: zero.count }, ...bars];
+  const total = bars.reduce((a, b) => a + b.count, 0);
+  const yMax = niceMax(Math.max(...bars.map((b) => b.count)));
+  const step = IW / bars.length;
+  const edge = (b) => (b.hi === 0 ? '0' : xFormat(b.lo));
+  const xs = [[PAD.left, edge(bars[0]), 'start'], [W - PAD.right, xFormat(bars[bars.length - 1].hi), 'end']];
+  if (bars.length > 4) xs.push([PAD.left + step * Math.floor(bars.length / 2), edge(bars[Math.floor(bars.length / 2)])]);
+  const svg = frame(label, yMax, tick0, xs);
+  bars.forEach((b, i) => {
+    if (!b.count) return;
+    const y = PAD.top + IH - (IH * b.count) / yMax;
+    const range = b.hi === 0 ? '0' : `${xFormat(b.lo)}–${xFormat(b.hi)}`;
+    const share = total ? ` (${((100 * b.count) / total).toFixed(1)} %)` : '';
     svg.appendChild(s('rect', { x: PAD.left + step * i + 1, y, width: Math.max(1, step - 2), height: PAD.top + IH - y, class: 'fill c0' },
-      s('title', null, `${xFormat(from)}–${to}: ${c} call${c === 1 ? '' : 's'}`)));
+      s('title', null, `${range}: ${b.count.toLocaleString('en-US')} call${b.count === 1 ? '' : 's'}${share}`)));
   });
-  return h('figure', { class: 'figure' }, svg);
+  return h('figure', { class: 'figure' }, svg, h('p', { class: 'note' }, note));
+}
+
+function tick0(v) {
+  return v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v >= 1e4 ? `${Math.round(v / 1e3)}k` : String(Math.round(v));
 }
 
 /** hbars({rows: [{label, value, href?, note?}], format}) → horizontal bars (a list, readable as text). */

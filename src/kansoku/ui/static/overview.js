@@ -20,6 +20,7 @@ const FIELDS = [
   { name: 'tag', label: 'Tags', placeholder: 'department:support', wide: true },
 ];
 const REFRESH_MS = 15000;
+const RECENT = 10; // rows in 'Recent calls' (whole calls with their text: only what is shown)
 const REFRESH_KEY = 'kansoku.autoRefresh';
 
 export function sendDataHint() {
@@ -100,10 +101,11 @@ export function mount(root, params, ctx) {
       status.textContent = 'Loading…';
     }
     try {
-      const [total, series, sample, breakdown, prompts] = await Promise.all([
+      const [total, series, latencyBins, recent, breakdown, prompts] = await Promise.all([
         api.stats(filters),
         api.stats({ ...filters, since: filters.since || new Date(win.since).toISOString(), bucket: widthS }),
-        api.calls({ ...filters, limit: 500 }),
+        api.histogram({ ...filters, field: 'latency_ms' }),
+        api.calls({ ...filters, limit: RECENT }),
         api.stats({ ...filters, group_by: state.costBy, limit: 20, quantiles: 'false' }),
         api.stats({ ...filters, group_by: 'prompt_id', limit: 100 }),
       ]);
@@ -113,8 +115,8 @@ export function mount(root, params, ctx) {
         times: grid(win, widthS),
         widthS,
         series: series.data,
-        sample: sample.data,
-        sampleMore: sample.has_more,
+        latencyBins,
+        recent: recent.data,
         breakdown: breakdown.data,
         breakdownBy: state.costBy,
         prompts: prompts.data.filter((r) => r.group !== null),

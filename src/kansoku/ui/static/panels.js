@@ -34,9 +34,9 @@ export function requestsPanel(d) {
 export function latencyPanel(d) {
   const q = (key, p) => align(d.times, d.series, (r) => r[key][p]);
   const hasTtft = d.series.some((r) => r.ttft_ms.p50 !== null);
-  const hist = histogram({ label: 'Latency distribution', values: d.sample.map((c) => c.latency_ms), xFormat: fmt.ms });
+  const hist = histogram({ label: 'Latency distribution', bins: d.latencyBins.data, xFormat: fmt.ms });
   return panel('latency', 'Latency',
-    sub(`Distribution (${d.sampleMore ? `latest ${d.sample.length} calls` : `${d.sample.length} calls`})`),
+    sub(`Distribution (${fmt.int(d.latencyBins.count)} calls)`),
     hist,
     sub('p50 / p95 / p99 over time'),
     timeSeries({ label: 'Latency percentiles over time', times: d.times, widthS: d.widthS, yFormat: fmt.ms,
@@ -111,7 +111,7 @@ export function topPromptsPanel(d, sortKey, onSort, ctx) {
 }
 
 export function recentPanel(d, ctx) {
-  const rows = d.sample.slice(0, 10);
+  const rows = d.recent;
   return panel('recent', 'Recent calls',
     h('ul', { class: 'recent' }, rows.map((c) => h('li', { class: c.status === 'error' ? 'is-error' : null },
       h('a', { href: ctx.href('trace', c.trace_id, { span: c.span_id }), 'data-link': 'trace' },
