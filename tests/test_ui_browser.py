@@ -473,6 +473,37 @@ def test_a_bad_filter_shows_the_error_state(page: tuple[Page, PageWatch]) -> Non
     assert not others, others
 
 
+def test_the_latency_histogram_counts_every_call_of_the_range(
+    page: tuple[Page, PageWatch], demo: UpDemo
+) -> None:
+    p, watch = page
+    # A closed window in the past, so the demo's new calls do not move the figures under the test.
+    until = int(time.time())
+    window = {"since": str(until - 3600), "until": str(until)}
+
+    def count() -> int:
+        rows = demo.get("/api/v1/stats?" + urllib.parse.urlencode(window))["data"]
+        return int(rows[0]["count"]) if rows else 0
+
+    seen = [count()]
+
+    def settled_count() -> bool:  # calls that started before `until` may still be on their way
+        time.sleep(0.5)
+        seen.append(count())
+        return seen[-1] > 0 and seen[-1] == seen[-2]
+
+    poll("the window's calls to be stored", settled_count, timeout=20)
+    total = seen[-1]
+    assert open_page(p, "/overview?" + urllib.parse.urlencode(window), "overview") == "ready"
+    panel = p.locator('section[data-panel="latency"]')
+    assert f"Distribution ({total:,} calls)" in panel.inner_text()
+    titles = panel.locator("figure svg rect title").all_text_contents()
+    counts = [int(m.group(1).replace(",", "")) for t in titles if (m := re.search(r": ([\d,]+) calls?", t))]
+    assert counts
+    assert sum(counts) == total  # every call of the range is in a bar, not a sample of the latest
+    assert_clean(watch, p, "overview, fixed window")
+
+
 def test_a_click_from_the_overview_reaches_a_trace_and_then_its_session(
     page: tuple[Page, PageWatch], demo: UpDemo
 ) -> None:
