@@ -180,6 +180,114 @@ def test_settle_refunds_and_charges_reconcilable_rules_only(backend: str) -> Non
     run(backend, FakeClock(), body)
 
 
+PEEK_OPS = st.lists(
+    st.tuples(st.sampled_from(["take", "take", "settle", "peek", "peek", "wait"]),
+              st.lists(st.integers(0, 3), min_size=1, max_size=3), COST, COST, WAIT),
+    min_size=5, max_size=30,
+)  # fmt: skip
+
+
+@examples(40)
+@given(pool=RULES, ops=PEEK_OPS)
+def test_peek_reads_what_the_pure_limiter_holds_and_changes_no_decision(
+    backend: str, pool: list[Rule], ops: list[tuple[str, list[int], float, float, float]]
+) -> None:
+    # ``reference`` is never peeked at: the peeked state must decide exactly as it does.
+    clock, reference, peeked = FakeClock(), Limiter(sweep_every=3), Limiter(sweep_every=3)
+
+    async def body(state: GatewayState) -> None:
+        for op, picks, a, b, dt in ops:
+            rules = [pool[i % len(pool)] for i in picks]
+            now = now_of(backend, clock)
+            if op == "take":
+                verdict = reference.check(rules, a, now=now)
+                assert peeked.check(rules, a, now=now) == verdict
+                assert await state.limits.take(rules, a) == verdict
+            elif op == "settle":
+                await state.limits.settle(rules, a, b)
+                reference.reconcile(rules, a, b, now=now)
+                peeked.reconcile(rules, a, b, now=now)
+            elif op == "peek":
+                expected = peeked.peek(rules, now=now)
+                assert list(await state.limits.peek(rules)) == expected
+                assert all(u >= 0 for u in expected)
+            else:
+                clock.advance(dt)
+        now = now_of(backend, clock)
+        for rule in pool:
+            assert await state.limits.take([rule], 0.0) == reference.check([rule], 0.0, now=now)
+
+    run(backend, clock, body)
+
+
+def test_peek_shows_use_and_refill_and_many_peeks_admit_exactly_as_many(backend: str) -> None:
+    window, bucket = (
+        Rule("global.requests", "", SlidingWindow(5, 60, 0.06), 1),
+        Rule("key", "k", TokenBucket(4, 2)),
+    )
+    clock = FakeClock()
+
+    async def raw(state: GatewayState) -> list[object]:
+        if not isinstance(state, RedisState):
+            return []
+        keys = sorted([k async for k in state.client.scan_iter(match=state.prefix + "*")])
+        return [*keys, *(await state.client.mget(keys) if keys else [])]
+
+    async def body(state: GatewayState) -> None:
+        limits = state.limits
+        assert list(await limits.peek([window, bucket])) == [0.0, 0.0]
+        assert list(await limits.peek([])) == []
+        admitted = 0
+        for _ in range(8):
+            stored = await raw(state)
+            for _ in range(20):
+                await limits.peek([window, bucket])
+            assert await raw(state) == stored  # a peek writes nothing, prunes nothing
+            admitted += (await limits.take([window], 1)).allowed
+            clock.advance(1)
+        assert admitted == 5  # as without peeks: the window holds 5
+        assert list(await limits.peek([window])) == [5.0]
+        clock.advance(57)  # the five went at 0..4 s; at 65 s all have left the window
+        assert list(await limits.peek([window])) == [0.0]
+
+        assert [(await limits.take([bucket], 1)).allowed for _ in range(5)] == [True] * 4 + [False]
+        assert list(await limits.peek([bucket])) == [4.0]  # the refused take took nothing
+        clock.advance(0.5)
+        assert list(await limits.peek([bucket])) == [3.0]  # refilled 2 per second
+        clock.advance(10)
+        assert list(await limits.peek([bucket])) == [0.0]
+
+    run(backend, clock, body)
+
+
+def test_a_guarded_peek_with_redis_down_is_unknown() -> None:
+    import socket
+
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rules = [Rule("key", "k", TokenBucket(4, 2)), Rule("user", "u", SlidingWindow(5, 60))]
+
+    async def main() -> None:
+        no_retry = Retry(NoBackoff(), 0)  # redis-py would retry each read for seconds before failing
+        client = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, retry=no_retry)
+        guarded = GuardedState(
+            RedisState(client, f"127.0.0.1:{port}", clock=FakeClock(), prefix="t:", retain_days=1)
+        )
+        try:
+            assert list(await guarded.limits.peek(rules)) == [None, None]
+            assert guarded.errors == 1
+            assert (await guarded.limits.take(rules, 1)).allowed  # and take fails open, as before
+        finally:
+            await guarded.close()
+
+    asyncio.run(main())
+
+
 # -- spend -----------------------------------------------------------------------------------------
 
 

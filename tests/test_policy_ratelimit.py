@@ -330,6 +330,27 @@ def test_limiter_uses_its_clock():
     assert limiter.check([rule]).allowed
 
 
+def test_used_reads_a_window_and_a_bucket_and_a_peek_takes_nothing():
+    window, bucket = SlidingWindow(3, 10), TokenBucket(4, 2)
+    assert window.used(None, 0.0) == bucket.used(None, 0.0) == 0.0  # missing state: fresh
+    ws = window.take(window.take(None, 1, 0.0)[1], 2, 4.0)[1]
+    assert [window.used(ws, t) for t in (4.0, 9.9, 10.0, 14.0)] == [3.0, 3.0, 2.0, 0.0]
+    bs = bucket.charge(bucket.take(None, 3, 0.0)[1], 4, 0.0)  # a debt: more used than the capacity
+    assert [bucket.used(bs, t) for t in (0.0, 1.0, 5.0)] == [7.0, 5.0, 0.0]
+
+    clock = FakeClock()
+    limiter, rules = Limiter(clock=clock, sweep_every=1), [Rule("k", "a", window), Rule("k", "a", bucket)]
+    assert limiter.check(rules, 2).allowed
+    for _ in range(10):
+        assert limiter.peek(rules) == [2.0, 2.0]
+    assert limiter.check(rules, 1).allowed  # room for exactly one more in the window
+    assert not limiter.check(rules, 1).allowed
+    clock.advance(20)
+    assert limiter.peek(rules) == [0.0, 0.0]
+    assert len(limiter) == 2  # idle now, yet a peek does not sweep: it writes nothing
+    assert limiter.sweep() == 2
+
+
 def test_limiter_is_thread_safe():
     rule = Rule("key", "shared", TokenBucket(100, 1e-9))
     limiter = Limiter()

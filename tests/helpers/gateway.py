@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kansoku.clock import SYSTEM_CLOCK, Clock
 from kansoku.gateway._proxy import Gateway
 from kansoku.gateway._serve import serve_gateway
 from kansoku.gateway._settings import GatewaySettings
@@ -100,9 +101,17 @@ def write_config(directory: Path, text: str) -> Path:
 
 
 def start_gateway(
-    config_path: Path, data_dir: Path, *, state: str = "memory", host: str = "127.0.0.1"
+    config_path: Path,
+    data_dir: Path,
+    *,
+    state: str = "memory",
+    host: str = "127.0.0.1",
+    clock: Clock = SYSTEM_CLOCK,
 ) -> RunningGateway:
-    """Start a gateway on a free port with ``config_path`` and wait until it listens."""
+    """Start a gateway on a free port with ``config_path`` and wait until it listens.
+
+    ``clock`` (a :class:`~kansoku.testing.FakeClock`) drives limits, breakers and budgets.
+    """
     settings = GatewaySettings(
         config=str(config_path), host=host, port=0, state=state, record=(), data_dir=str(data_dir)
     )
@@ -120,7 +129,7 @@ def start_gateway(
         box["stop"] = stop = asyncio.Event()
         try:
             loop.run_until_complete(
-                serve_gateway(settings, on_ready=on_ready, stop=stop, exporters=[exporter])
+                serve_gateway(settings, on_ready=on_ready, stop=stop, exporters=[exporter], clock=clock)
             )
         except BaseException as exc:
             box["error"] = exc

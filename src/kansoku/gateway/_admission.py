@@ -15,6 +15,8 @@ Decisions worth knowing:
   back, an under-estimate is charged (a bucket may go into debt, delaying later requests).
 * Budgets are checked before the call against the spend recorded so far this UTC day/month;
   the call that crosses a budget completes, the next one is refused until the period ends.
+* A refusal names the configured limits that refused (``RateLimited.limits``); the gateway
+  counts them per limit for its status page.
 * A rule whose subject is missing does not apply: ``per: user`` needs the body's ``user``
   field, ``per: department`` a key with a ``department`` tag.
 """
@@ -35,12 +37,23 @@ from kansoku.gateway._keys import Budget, Limit, VirtualKey
 from kansoku.gateway._state import GatewayState
 from kansoku.policy import Decision, Rule, TokenBucket
 
-__all__ = ["DEFAULT_COMPLETION_TOKENS", "Admission", "Ticket", "estimate_tokens"]
+__all__ = [
+    "DEFAULT_COMPLETION_TOKENS",
+    "Admission",
+    "LimitId",
+    "Ticket",
+    "estimate_tokens",
+    "limit_rule",
+    "subject_key",
+]
 
 #: Completion tokens assumed when a request sets no ``max_tokens``; corrected after the call.
 DEFAULT_COMPLETION_TOKENS = 256
 _MESSAGE_TOKENS = 4  # role and separators around each message
 _IMAGE_TOKENS = 85  # an image part at low detail; a larger one is charged after the call
+
+LimitId = tuple[str | None, Limit]
+"""A configured limit: the key it belongs to (None for the top-level ``limits:``), the limit."""
 
 _MAX_SUBJECT = 128  # longer user ids (or model names) are hashed: state and Redis keys stay bounded
 _TTL_SLACK_S = 86_400.0  # keep a period's counter a day past its end, for replicas' clock skew
@@ -137,12 +150,18 @@ def period(now_ns: int) -> Period:
     )
 
 
-def _subject(user: str | None) -> str | None:
+def subject_key(user: str | None) -> str | None:
+    """The state's subject for a user id or model name: bounded in length, None when missing."""
     if not user:
         return None
     if len(user) <= _MAX_SUBJECT:
         return user
     return "sha256:" + hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def limit_rule(lim: Limit, subject: str) -> Rule:
+    """The rule ``lim`` puts on ``subject``; the status page peeks at the state it names."""
+    return Rule(f"{lim.per}.{lim.on}", subject, lim.rate, 1 if lim.on == "requests" else None)
 
 
 def _who(per: str, subject: str) -> str:
@@ -184,21 +203,26 @@ class Admission:
 
     def rules(self, key: VirtualKey | None, user: str | None, model: str) -> list[Rule]:
         """The rate-limit rules applying to a request (each distinct rule once)."""
+        return list(self._origins(key, user, model))
+
+    def _origins(self, key: VirtualKey | None, user: str | None, model: str) -> dict[Rule, list[LimitId]]:
+        """Each applying rule with the configured limits that make it (one, unless identical)."""
         subjects = {
             "key": key.name if key else None,
-            "user": _subject(user),
-            "model": _subject(model),
+            "user": subject_key(user),
+            "model": subject_key(model),
             "global": "",
         }
-        limits: Sequence[Limit] = (*self._limits, *key.limits) if key else self._limits
-        rules: dict[Rule, None] = {}  # an identical rule twice would take twice from one state
-        for lim in limits:
+        limits: list[LimitId] = [(None, lim) for lim in self._limits]
+        if key is not None:
+            limits += [(key.name, lim) for lim in key.limits]
+        rules: dict[Rule, list[LimitId]] = {}  # an identical rule twice would take twice from one state
+        for origin in limits:
+            lim = origin[1]
             subject = subjects[lim.per]
             if subject is not None:
-                rules[Rule(f"{lim.per}.{lim.on}", subject, lim.rate, 1 if lim.on == "requests" else None)] = (
-                    None
-                )
-        return list(rules)
+                rules.setdefault(limit_rule(lim, subject), []).append(origin)
+        return rules
 
     async def admit(
         self, key: VirtualKey | None, user: str | None, model: str, body: Mapping[str, Any]
@@ -212,14 +236,20 @@ class Admission:
             )
         ticket = Ticket(key, user, model)
         await self._check_budgets(ticket)
-        rules = self.rules(key, user, model)
-        if not rules:
+        origins = self._origins(key, user, model)
+        if not origins:
             return ticket
+        rules = list(origins)
         token_rules = tuple(r for r in rules if r.cost is None)
         estimate = estimate_tokens(body) if token_rules else 1
         verdict = await self._state.limits.take(rules, estimate)
         if not verdict.allowed:
-            raise self._refusal(rules, verdict.decisions, verdict.retry_after_s, estimate)
+            refusal = self._refusal(rules, verdict.decisions, verdict.retry_after_s, estimate)
+            refused = (
+                o for r, d in zip(rules, verdict.decisions, strict=True) if not d.allowed for o in origins[r]
+            )
+            refusal.limits = tuple(dict.fromkeys(refused))  # the gateway counts them for its status
+            raise refusal
         ticket.estimate, ticket.token_rules = estimate, token_rules
         return ticket
 
@@ -255,7 +285,7 @@ class Admission:
     # -- internals ----------------------------------------------------------------------------------
 
     def _applicable(self, key: VirtualKey | None, user: str | None) -> list[tuple[Budget, str]]:
-        subjects = {"key": key.name if key else None, "user": _subject(user)}
+        subjects = {"key": key.name if key else None, "user": subject_key(user)}
         subjects["department"] = key.department if key else None
         out = [(key.budget, key.name)] if key is not None and key.budget is not None else []
         out += [(b, s) for b in self._budgets if (s := subjects[b.per]) is not None]

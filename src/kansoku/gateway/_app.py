@@ -20,7 +20,7 @@ from aiohttp import web
 from kansoku.gateway._access import Access
 from kansoku.gateway._chat import run_chat, run_stream, sse, template_chunks
 from kansoku.gateway._deadletter import Attempt, scrub
-from kansoku.gateway._errors import BadRequest, GatewayError, PayloadTooLarge, error_body
+from kansoku.gateway._errors import BadRequest, GatewayError, PayloadTooLarge, RateLimited, error_body
 from kansoku.gateway._override import direct_call, override_base
 from kansoku.gateway._proxy import Exchange, Gateway, Live, check_model, run_embeddings
 from kansoku.gateway._router import Routed
@@ -139,6 +139,8 @@ async def _begin(request: web.Request, operation: str) -> tuple[Exchange, Any, A
             check_model(live, model, key.models if key is not None else None)
         ticket = await access.admit(key, ex.facts.user, model, body)
     except GatewayError as exc:
+        if isinstance(exc, RateLimited):
+            gw.refused(exc.limits)
         if ex is None:  # refused before the model was known: recorded under what was sent
             sent = body.get("model")
             model = sent[:256] if isinstance(sent, str) and sent else "unknown"

@@ -8,9 +8,12 @@ are :class:`~kansoku.gateway.UpstreamError`; the app maps both with :func:`error
 from __future__ import annotations
 
 # ruff: noqa: N818 - named for the answer the client gets (RateLimited), as OpenAI's own SDK does
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kansoku.errors import KansokuError
+
+if TYPE_CHECKING:  # _keys imports this module
+    from kansoku.gateway._keys import Limit
 
 __all__ = [
     "AuthError",
@@ -75,11 +78,16 @@ class PayloadTooLarge(GatewayError):
 
 
 class RateLimited(GatewayError):
-    """A rate limit refused; ``retry_after_s`` None means the request can never fit."""
+    """A rate limit refused; ``retry_after_s`` None means the request can never fit.
+
+    ``limits`` are the configured limits that refused (``(owning key or None, Limit)``), which
+    the gateway counts for its status page; the client is not told them.
+    """
 
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    limits: tuple[tuple[str | None, Limit], ...] = ()
 
 
 class BudgetExceeded(GatewayError):

@@ -9,13 +9,14 @@ record that is handed to the recorder whatever the outcome. Chat is in ``_chat``
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
 
 from kansoku.clock import Clock
+from kansoku.gateway._admission import LimitId
 from kansoku.gateway._anthropic import TranslationError
 from kansoku.gateway._config import Deployment, GatewayConfig
 from kansoku.gateway._embed import embed
@@ -97,11 +98,18 @@ class Gateway:
         self.recorder = recorder
         self.inflight = 0
         self.counts: dict[str, int] = {}  # outcome -> requests, for /metrics and tests
+        # configured limit -> requests it refused since start, for the status page; kept across
+        # reloads, so an unchanged limit keeps its count
+        self.refusals: dict[LimitId, int] = {}
         # deployment -> [calls, errors, latency ms summed], for the status page
         self.deployments: dict[str, list[float]] = {}
 
     def count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def refused(self, limits: Iterable[LimitId]) -> None:
+        for lim in limits:
+            self.refusals[lim] = self.refusals.get(lim, 0) + 1
 
 
 class Exchange:

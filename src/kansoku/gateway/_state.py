@@ -41,6 +41,15 @@ class LimitStates(Protocol):
         """Correct an admitted take once the real cost is known (reconcilable rules only)."""
         ...
 
+    async def peek(self, rules: Sequence[Rule]) -> Sequence[float | None]:
+        """What each rule has used now, taking nothing (for the status page).
+
+        A window: what counts in it; a bucket: its capacity minus the tokens left after refill.
+        Read-only, so later takes decide as if there had been no peek. ``None``: unknown (the
+        state backend could not be read).
+        """
+        ...
+
 
 @runtime_checkable
 class SpendStates(Protocol):
@@ -125,6 +134,9 @@ class MemoryLimits:
 
     async def settle(self, rules: Sequence[Rule], estimate: float, actual: float) -> None:
         self._limiter.reconcile(rules, estimate, actual)
+
+    async def peek(self, rules: Sequence[Rule]) -> list[float]:
+        return self._limiter.peek(rules)
 
 
 class MemorySpend:

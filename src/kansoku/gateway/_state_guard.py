@@ -4,7 +4,8 @@ Wrapped around the Redis state. When a call to it fails, the request goes on as 
 had said yes: limits and budgets admit, breakers allow and forget the outcome, and a dead
 letter that cannot be stored is logged (its id is ``unavailable``). Every failure is counted
 (``errors``, exposed on ``/metrics``) and logged at most once every 10 s, so an outage is
-visible without flooding the log. The admin API's reads are not guarded: they answer 500.
+visible without flooding the log. Reading limits' usage (``peek``, for the status page) answers
+"unknown" (``None``). The admin API's reads are not guarded: they answer 500.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ class _Limits:
             await self.inner.settle(rules, estimate, actual)
         except Exception as exc:  # noqa: BLE001
             self.guard.failed("rate limits", exc)
+
+    async def peek(self, rules: Sequence[Rule]) -> Sequence[float | None]:
+        try:
+            return await self.inner.peek(rules)
+        except Exception as exc:  # noqa: BLE001 - a status page shows "unknown" rather than fail
+            self.guard.failed("rate limits", exc)
+            return [None] * len(rules)
 
 
 class _Spend:

@@ -3,7 +3,8 @@
 Every state change is one Lua script (``_redis_scripts``), so a limit holds exactly however
 many gateways share the server: a ``take`` over several rules reads, decides and writes in one
 atomic step. Scripts run by EVALSHA; redis-py's script object loads a script again when Redis
-answers NOSCRIPT (after a restart or ``SCRIPT FLUSH``).
+answers NOSCRIPT (after a restart or ``SCRIPT FLUSH``). Reading what limits have used (``peek``,
+for the status page) is a plain MGET evaluated by the pure policies: it writes nothing.
 
 Time is the injected clock's wall time (``now_ns() / 1e9``), the only time replicas share; the
 scripts treat a clock that steps back the way the Python policies do. Keys live under
@@ -29,7 +30,7 @@ from kansoku.gateway._deadletter import Attempt, DeadLetter, _attempt_dict, scru
 from kansoku.gateway._state import BreakerStates, DeadLetters, LimitStates, SpendStates
 from kansoku.gateway._state_open import redis_address
 from kansoku.policy import BreakerConfig, Rule, SlidingWindow, Verdict
-from kansoku.policy._ratelimit import Decision, check_amount, check_positive
+from kansoku.policy._ratelimit import BucketState, Decision, RateLimit, check_amount, check_positive
 
 __all__ = ["RedisState"]
 
@@ -51,16 +52,32 @@ def _f(x: float) -> str:
     return repr(float(x))  # shortest exact form; Lua's tonumber reads it back bit for bit
 
 
+def _params(lim: RateLimit) -> list[str]:
+    if isinstance(lim, SlidingWindow):
+        return ["w", _f(lim.limit), _f(lim.window_s), _f(lim.resolution_s)]
+    return ["b", _f(lim.capacity), _f(lim.refill_per_s)]
+
+
+def _rule_key(rule: Rule, params: Sequence[str], prefix: str) -> str:
+    return f"{prefix}rl:{':'.join(params)}:{_esc(rule.scope)}:{rule.key}"
+
+
+def _used(lim: RateLimit, raw: bytes | str | None, now: float) -> float:
+    """What a limit has used, from its state as the scripts store it (``_redis_scripts``)."""
+    if raw is None:
+        return 0.0  # never taken from, or expired: fresh, as the scripts read it
+    xs = [float(v) for v in _s(raw).split()]  # '%.17g' text reads back bit for bit
+    if isinstance(lim, SlidingWindow):
+        return lim.used(tuple(zip(xs[::2], xs[1::2], strict=True)), now)
+    return lim.used(BucketState(xs[0], xs[1]), now)
+
+
 def _rule_args(rules: Sequence[Rule], amounts: Sequence[str], prefix: str) -> tuple[list[str], list[str]]:
     keys: list[str] = []
     args: list[str] = []
     for rule, amount in zip(rules, amounts, strict=True):
-        lim = rule.limit
-        if isinstance(lim, SlidingWindow):
-            params = ["w", _f(lim.limit), _f(lim.window_s), _f(lim.resolution_s)]
-        else:
-            params = ["b", _f(lim.capacity), _f(lim.refill_per_s)]
-        key = f"{prefix}rl:{':'.join(params)}:{_esc(rule.scope)}:{rule.key}"
+        params = _params(rule.limit)
+        key = _rule_key(rule, params, prefix)
         if key not in keys:
             keys.append(key)
         args += [params[0], str(keys.index(key) + 1), *params[1:], amount]
@@ -99,6 +116,16 @@ class RedisLimits(_Part):
         amount = _f(estimate - actual) if actual < estimate else "-" + _f(actual - estimate)
         keys, args = _rule_args(todo, [amount] * len(todo), self._s.prefix)
         await self._s.run(lua.SETTLE, keys, [_f(lua.MARGIN_S), _f(self._s.now()), *args])
+
+    async def peek(self, rules: Sequence[Rule]) -> list[float]:
+        # Plain reads, no script: a GET changes nothing a later take decides on, and the usage
+        # comes from the same policy code the scripts are ports of.
+        if not rules:
+            return []
+        keys = [_rule_key(r, _params(r.limit), self._s.prefix) for r in rules]
+        raw = await self._s.client.mget(keys)
+        now = self._s.now()
+        return [_used(r.limit, v, now) for r, v in zip(rules, raw, strict=True)]
 
 
 class RedisSpend(_Part):

@@ -2,8 +2,13 @@
 
 Served as ``GET /admin/status`` (admin key) and, inside ``kansoku up``, through the collector
 as ``/api/v1/gateway/status`` for the web UI's gateway page. Budgets show today's and this
-month's spend against their limits; rate limits are listed as configured (their live state is
-spread over many subjects and kept in the state backend).
+month's spend against their limits. Rate limits are listed as configured, each with ``usage``
+(``used`` of ``limit`` right now, per subject, read without taking anything) and ``refused``
+(requests it refused since this process started). Usage covers the subjects that can be listed
+cheaply: the gateway for a global limit, configured keys and model routes (the first 50 each);
+per-user limits have no list of users, so their ``usage`` is empty and ``subjects`` says why.
+``used`` is None when the state backend cannot be read (Redis down); a dead-letter list that
+cannot be read shows as empty, with ``dead_letters_error`` set, so the page still answers.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kansoku.gateway._admission import period
+from kansoku.gateway._admission import LimitId, limit_rule, period, subject_key
+from kansoku.gateway._keys import Limit
 from kansoku.gateway._proxy import Gateway
+from kansoku.policy import TokenBucket
 
 __all__ = ["status"]
 
@@ -42,14 +49,53 @@ async def _budgets(gw: Gateway) -> list[dict[str, Any]]:
     return out
 
 
-def _limit(lim: Any, owner: str | None) -> dict[str, Any]:
+_MAX_SUBJECTS = 50  # per limit: the status stays one cheap read however many keys there are
+
+
+def _shape(lim: Limit) -> dict[str, Any]:
     rate = lim.rate
-    shape = (
-        {"algorithm": "token_bucket", "limit": rate.capacity, "per_s": rate.refill_per_s}
-        if hasattr(rate, "capacity")
-        else {"algorithm": "sliding_window", "limit": rate.limit, "window_s": rate.window_s}
-    )
-    return {"per": lim.per, "on": lim.on, "key": owner, **shape}
+    if isinstance(rate, TokenBucket):
+        return {"algorithm": "token_bucket", "limit": rate.capacity, "per_s": rate.refill_per_s}
+    return {"algorithm": "sliding_window", "limit": rate.limit, "window_s": rate.window_s}
+
+
+def _subjects(gw: Gateway, lim: Limit, owner: str | None) -> tuple[list[tuple[str | None, str]], str | None]:
+    """(shown subject, the subject admission keys the state by) pairs, and a note when partial."""
+    config = gw.live.config
+    if owner is not None:  # a key's own limit applies to that key alone
+        return [(owner, owner)], None
+    if lim.per == "global":
+        return [(None, "")], None
+    if lim.per == "key":
+        pairs = [(k.name, k.name) for k in config.keys]
+    elif lim.per == "model":
+        pairs = [(m.name, subject_key(m.name) or m.name) for m in config.models]
+    else:  # per user: any id a request sends, so there is nothing to list
+        return [], f"per {lim.per}: not enumerated"
+    note = None
+    if len(pairs) > _MAX_SUBJECTS:
+        note = f"the first {_MAX_SUBJECTS} of {len(pairs)} {lim.per}s"
+    return list(pairs[:_MAX_SUBJECTS]), note
+
+
+async def _limits(gw: Gateway) -> list[dict[str, Any]]:
+    config = gw.live.config
+    owned: list[LimitId] = [(None, lim) for lim in config.limits]
+    owned += [(k.name, lim) for k in config.keys for lim in k.limits]
+    listed = [(owner, lim, *_subjects(gw, lim, owner)) for owner, lim in owned]
+    # One read for every subject of every limit (one MGET on Redis).
+    rules = [limit_rule(lim, subject) for _, lim, pairs, _ in listed for _, subject in pairs]
+    used = iter(await gw.state.limits.peek(rules) if rules else [])
+    out = []
+    for owner, lim, pairs, note in listed:
+        shape = _shape(lim)
+        usage = [{"subject": shown, "used": next(used), "limit": shape["limit"]} for shown, _ in pairs]
+        entry = {"per": lim.per, "on": lim.on, "key": owner, **shape, "usage": usage}
+        if note is not None:
+            entry["subjects"] = note
+        entry["refused"] = gw.refusals.get((owner, lim), 0)
+        out.append(entry)
+    return out
 
 
 async def status(gw: Gateway, dead_letters: int = 20) -> dict[str, Any]:
@@ -76,26 +122,29 @@ async def status(gw: Gateway, dead_letters: int = 20) -> dict[str, Any]:
                 "deployments": deployments,
             }
         )
-    limits = [_limit(lim, None) for lim in live.config.limits]
-    limits += [_limit(lim, k.name) for k in live.config.keys for lim in k.limits]
-    letters = await gw.state.dead_letters.list(limit=dead_letters)
-    return {
+    out: dict[str, Any] = {
         "at": time.time(),
         "inflight": gw.inflight,
         "requests": dict(gw.counts),
         "models": models,
         "budgets": await _budgets(gw),
-        "limits": limits,
-        "dead_letters": [
-            {
-                "id": d.id,
-                "created_ns": d.created_ns,
-                "model": d.model,
-                "key_name": d.key_name,
-                "attempts": len(d.attempts),
-                "last_error": d.attempts[-1].error_type if d.attempts else None,
-                "replays": len(d.replays),
-            }
-            for d in letters
-        ],
+        "limits": await _limits(gw),
     }
+    try:
+        letters = await gw.state.dead_letters.list(limit=dead_letters)
+    except Exception as exc:  # noqa: BLE001 - Redis down: the rest of the page is still worth showing
+        letters = []
+        out["dead_letters_error"] = f"the dead letters could not be read ({type(exc).__name__})"
+    out["dead_letters"] = [
+        {
+            "id": d.id,
+            "created_ns": d.created_ns,
+            "model": d.model,
+            "key_name": d.key_name,
+            "attempts": len(d.attempts),
+            "last_error": d.attempts[-1].error_type if d.attempts else None,
+            "replays": len(d.replays),
+        }
+        for d in letters
+    ]
+    return out

@@ -102,6 +102,16 @@ class Limiter:
                     self._states[k] = rule.limit.charge(state, actual - estimate, now)
             self._tick(len(rules), now)
 
+    def peek(self, rules: Sequence[Rule], now: float | None = None) -> list[float]:
+        """What each rule has used at ``now`` (see ``used`` on the limits), taking nothing.
+
+        Read-only: no state is written and no sweep runs, so a later check decides exactly as
+        it would have without the peek.
+        """
+        now = self._clock.monotonic() if now is None else now
+        with self._lock:
+            return [rule.limit.used(self._states.get(rule.state_key), now) for rule in rules]
+
     def sweep(self, now: float | None = None) -> int:
         """Drop every state equal to a fresh one; returns how many were dropped."""
         now = self._clock.monotonic() if now is None else now

@@ -110,6 +110,13 @@ class TokenBucket:
         """Full again: dropping the state loses nothing, since missing state means full."""
         return self._level(state, now) >= self.capacity
 
+    def used(self, state: BucketState | None, now: float) -> float:
+        """Tokens missing at ``now`` (``capacity`` minus the level after refill): a reading, no take.
+
+        Above ``capacity`` while a :meth:`charge` left a debt.
+        """
+        return 0.0 if state is None else self.capacity - self._level(state, now)
+
 
 WindowState = tuple[tuple[float, float], ...]
 """``(timestamp_s, weight)`` pairs, oldest first; an entry counts while ``now - ts < window_s``."""
@@ -198,6 +205,10 @@ class SlidingWindow:
     def idle(self, state: WindowState, now: float) -> bool:
         """Every entry has left the window: the state equals a fresh one."""
         return not self._live(state, now)
+
+    def used(self, state: WindowState | None, now: float) -> float:
+        """What counts in the window at ``now``, the sum :meth:`take` compares with ``limit``."""
+        return 0.0 if state is None else float(self._used(state, now))  # weights may be ints
 
 
 RateLimit = TokenBucket | SlidingWindow

@@ -1,6 +1,6 @@
 // The gateway page: request outcomes, each route's deployments and their health, budgets against
-// their limits, the configured rate limits and the recent dead letters (replayable), from
-// GET /api/v1/gateway/status. Without a gateway in this process, how to start one.
+// their limits, the rate limits with their use now and refusals, and the recent dead letters
+// (replayable), from GET /api/v1/gateway/status. Without a gateway in this process, how to start one.
 
 import * as api from './api.js';
 import { code, empty, errorBox, h, replace } from './dom.js';
@@ -141,19 +141,58 @@ function rate(lim) {
   return `${fmt.int(lim.limit)} ${unit} per ${fmt.ms(lim.window_s * 1000)} window`;
 }
 
+// One subject's use of a limit right now, as "used of limit" (spendBar's sibling). Red from 90 %:
+// the next request, or the next large one, may be refused. data-usage is the subject ('' for
+// the one gateway-wide count of a global limit).
+function usageBar(u, unit) {
+  const global = u.subject === null || u.subject === undefined;
+  const who = global ? 'all' : u.subject;
+  const label = h('span', { class: 'usage-label', title: global ? 'the whole gateway' : null }, who);
+  if (u.used === null || u.used === undefined) {
+    return h('div', { class: 'usage', 'data-usage': global ? '' : who }, label,
+      h('span', { class: 'dim', 'data-usage-unknown': '', title: 'The state backend could not be read' }, 'unknown'));
+  }
+  const share = u.limit > 0 ? u.used / u.limit : 1;
+  const near = share >= 0.9;
+  const bar = h('span', { class: ['bar', near ? 'over' : null], 'aria-hidden': 'true' });
+  bar.style.width = `${Math.min(100, Math.max(0, 100 * share))}%`;
+  const text = `${fmt.int(u.used)} of ${fmt.int(u.limit)}`;
+  return h('div', { class: ['usage', near ? 'is-near' : null], 'data-usage': global ? '' : who, 'data-used': u.used, 'data-limit-of': u.limit },
+    label,
+    h('span', { class: 'spend-track', role: 'img', 'aria-label': `${global ? 'the gateway' : who}: ${text} ${unit} (${fmt.pct(share)})` }, bar),
+    h('span', { class: 'num' }, text));
+}
+
+// Under the bars, how many requests the limit refused: the panel is half the page wide, so
+// this shares the cell rather than taking a column of its own.
+function usageCell(lim) {
+  const usage = lim.usage || [];
+  const refused = lim.refused || 0;
+  return h('td', { class: 'limit-usage' },
+    usage.map((u) => usageBar(u, lim.on)),
+    lim.subjects ? h('small', { class: 'dim usage-note', 'data-usage-note': '' }, lim.subjects) : null,
+    h('small', { class: ['usage-refused', refused ? 'bad' : 'dim'], 'data-refused': String(refused), title: 'Requests this limit refused since the gateway started' },
+      `${fmt.int(refused)} refused`));
+}
+
 function limitsContent(d) {
   if (!d.limits || !d.limits.length) {
     return empty('No rate limits are configured.',
       h('p', null, 'Limit requests or tokens per key, user, department or model with ', code('limits:'),
         ' (or a key’s own ', code('limits:'), ') in the gateway configuration.'));
   }
-  return table([['Applies to'], ['On'], ['Algorithm'], ['Limit']],
-    d.limits.map((lim) => h('tr', { 'data-limit': '' },
-      h('td', null, lim.key ? ['key ', h('strong', null, lim.key)] : `each ${lim.per}`),
-      h('td', null, lim.on),
-      h('td', null, lim.algorithm.replace('_', ' ')),
-      h('td', null, rate(lim)))),
-    { 'aria-label': 'Configured rate limits' });
+  return [
+    h('p', { class: 'note' }, 'Used now: what each subject has used of the limit at this moment (a token bucket: its burst minus the tokens left), ',
+      'and how many requests the limit refused since the gateway started.'),
+    table([['Applies to'], ['On'], ['Algorithm'], ['Limit'], ['Used now']],
+      d.limits.map((lim) => h('tr', { 'data-limit': '', 'data-per': lim.per, 'data-on': lim.on },
+        h('td', null, lim.key ? ['key ', h('strong', null, lim.key)] : `each ${lim.per}`),
+        h('td', null, lim.on),
+        h('td', null, lim.algorithm.replace('_', ' ')),
+        h('td', null, rate(lim)),
+        usageCell(lim))),
+      { 'aria-label': 'Configured rate limits' }),
+  ];
 }
 
 // -- dead letters ---------------------------------------------------------------------------------
