@@ -27,7 +27,7 @@ from kansoku.gateway._deadletter import Attempt
 from kansoku.gateway._state import GatewayState, MemoryState
 from kansoku.gateway._state_guard import GuardedState
 from kansoku.gateway._state_open import open_state
-from kansoku.gateway._state_redis import RedisState
+from kansoku.gateway._state_redis import RedisState, redis_client
 from kansoku.policy import Breaker, BreakerConfig, Closed, HalfOpen, Limiter, Rule, SlidingWindow, TokenBucket
 from kansoku.policy._breaker import BreakerState
 from kansoku.testing import FakeClock
@@ -263,25 +263,23 @@ def test_peek_shows_use_and_refill_and_many_peeks_admit_exactly_as_many(backend:
 def test_a_guarded_peek_with_redis_down_is_unknown() -> None:
     import socket
 
-    import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     rules = [Rule("key", "k", TokenBucket(4, 2)), Rule("user", "u", SlidingWindow(5, 60))]
 
     async def main() -> None:
-        no_retry = Retry(NoBackoff(), 0)  # redis-py would retry each read for seconds before failing
-        client = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, retry=no_retry)
+        # The production client; RedisState.connect would refuse to start without a server.
+        client = redis_client(f"redis://127.0.0.1:{port}/0")
+        clock = FakeClock()
         guarded = GuardedState(
-            RedisState(client, f"127.0.0.1:{port}", clock=FakeClock(), prefix="t:", retain_days=1)
+            RedisState(client, f"127.0.0.1:{port}", clock=clock, prefix="t:", retain_days=1), clock=clock
         )
         try:
             assert list(await guarded.limits.peek(rules)) == [None, None]
             assert guarded.errors == 1
             assert (await guarded.limits.take(rules, 1)).allowed  # and take fails open, as before
+            assert guarded.errors == 2  # without asking Redis again: the cool-down has begun
         finally:
             await guarded.close()
 

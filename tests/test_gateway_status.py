@@ -271,11 +271,7 @@ keys:
 
 
 def test_with_redis_down_the_status_answers_with_the_use_unknown(upstream: MockUpstream) -> None:
-    import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    from kansoku.gateway._state_redis import RedisState
+    from kansoku.gateway._state_redis import RedisState, redis_client
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -284,9 +280,11 @@ def test_with_redis_down_the_status_answers_with_the_use_unknown(upstream: MockU
     config = parse_config(limits_config(upstream))
 
     async def main() -> dict[str, Any]:
-        no_retry = Retry(NoBackoff(), 0)  # redis-py would retry each read for seconds before failing
-        client = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, retry=no_retry)
-        state = GuardedState(RedisState(client, f"127.0.0.1:{port}", clock=clock, prefix="t:", retain_days=1))
+        # The production client; RedisState.connect would refuse to start without a server.
+        client = redis_client(f"redis://127.0.0.1:{port}/0")
+        state = GuardedState(
+            RedisState(client, f"127.0.0.1:{port}", clock=clock, prefix="t:", retain_days=1), clock=clock
+        )
         live = build_live(config, state, clock, PriceCatalog.default())
         gw = Gateway(live, state, None, clock, None)  # type: ignore[arg-type] # no upstream calls here
         try:

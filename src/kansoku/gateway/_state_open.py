@@ -43,7 +43,7 @@ async def open_state(spec: str, *, clock: Clock, dead_letter_path: str, retain_d
     from kansoku.gateway._state_guard import GuardedState
 
     # Reachable at start-up (connect fails loudly otherwise); an outage later fails open.
-    return GuardedState(await RedisState.connect(spec, clock=clock, retain_days=retain_days))
+    return GuardedState(await RedisState.connect(spec, clock=clock, retain_days=retain_days), clock=clock)
 
 
 def redis_address(url: str) -> str:

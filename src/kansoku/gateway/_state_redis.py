@@ -21,7 +21,10 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from kansoku.clock import SYSTEM_CLOCK, Clock
 from kansoku.errors import ConfigError
@@ -32,7 +35,21 @@ from kansoku.gateway._state_open import redis_address
 from kansoku.policy import BreakerConfig, Rule, SlidingWindow, Verdict
 from kansoku.policy._ratelimit import BucketState, Decision, RateLimit, check_amount, check_positive
 
-__all__ = ["RedisState"]
+__all__ = ["RedisState", "redis_client"]
+
+# How long one state call may wait on Redis. Operations take ~0.1 ms; the largest, a take over
+# every rule of a request (one Lua script), stays under 1 ms for a few rules, and 20 exact
+# sliding windows holding 2,000 requests each measured ~50 ms. A second leaves room for that
+# and for a Redis busy with someone else's slow command, yet bounds what a dead or hung Redis
+# costs the request that runs into it (the guard then leaves Redis alone for a cool-down:
+# ``_state_guard``). Connecting covers the TCP (and TLS) handshake, ~1 ms on the network a
+# gateway shares with its Redis, and happens once per pooled connection.
+CONNECT_TIMEOUT_S = 0.5
+READ_TIMEOUT_S = 1.0
+# A burst beyond the pool waits this long for a connection (each is busy for ~a millisecond)
+# instead of failing at once.
+POOL_WAIT_S = 1.0
+POOL_SIZE = 64
 
 _NS_PER_DAY = 86_400 * 10**9
 _MAX_NS = 10**19 - 1  # letters sort by (MAX - created_ns) as 19 digits: newest first, by lex order
@@ -262,6 +279,28 @@ class RedisDeadLetters:
                 return total
 
 
+def redis_client(url: str) -> aioredis.Redis:
+    """The client :meth:`RedisState.connect` uses, not yet connected; ``ValueError`` for a bad URL.
+
+    The retry policy is explicit because redis-py's default depends on how a client is made (ten
+    retries with backoff for ``Redis(host=...)``, none for a pool's connections). One immediate
+    retry, on connection errors only: a pooled connection that went stale when Redis restarted
+    fails once, and a new one answers. A timeout is not retried: a hung Redis would make the
+    call wait twice.
+    """
+    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    # Blocking: a burst beyond the pool waits for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=READ_TIMEOUT_S,
+        retry=retry,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 class RedisState:
     """A :class:`GatewayState` in Redis, shared by every gateway given the same URL and prefix.
 
@@ -289,11 +328,7 @@ class RedisState:
         """Connect and check the server answers; :class:`ConfigError` names host:port, not secrets."""
         address = redis_address(url)
         try:
-            # Blocking: a burst beyond the pool waits (up to 5 s) for a connection instead of failing.
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=64, timeout=5, socket_connect_timeout=5, socket_timeout=5
-            )
-            client = aioredis.Redis.from_pool(pool)
+            client = redis_client(url)
         except ValueError as exc:
             raise ConfigError("--state", f"not a valid Redis URL for {address}: {exc}") from None
         try:
