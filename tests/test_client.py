@@ -250,6 +250,28 @@ def test_session_and_stats_are_typed(api: FakeQueryAPI) -> None:
     assert api.requests[-1].query == [("bucket", "1h")]
 
 
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        (False, "false"),
+        (True, "true"),
+        (["latency_ms", "ttft_ms"], "latency_ms,ttft_ms"),
+        ("latency_ms", "latency_ms"),
+    ],
+)
+def test_stats_asks_for_the_chosen_percentiles(api: FakeQueryAPI, value: object, sent: str) -> None:
+    api.reply("/api/v1/stats", {"object": "stats", "group_by": None, "bucket_s": None, "data": []})
+    Client(api.url).stats(quantiles=value)  # type: ignore[arg-type]
+    assert api.requests[-1].params("quantiles") == [sent]
+
+
+def test_stats_refuses_an_empty_list_of_percentiles_before_sending(api: FakeQueryAPI) -> None:
+    sent = len(api.requests)
+    with pytest.raises(ValueError, match="quantiles"):
+        Client(api.url).stats(quantiles=[])
+    assert len(api.requests) == sent
+
+
 def test_histogram_sends_field_and_filters_and_reads_the_bins(api: FakeQueryAPI) -> None:
     data = [{"lo": 0.0, "hi": 0.0, "count": 2}, {"lo": 100.0, "hi": 125.89254117941675, "count": 5}]
     api.reply("/api/v1/histogram", {"object": "histogram", "field": "ttft_ms", "count": 7, "data": data})

@@ -226,6 +226,41 @@ def test_stats_query_bucket_needs_since_and_defaults_until_to_now():
         stats_query(_Query(bucket=["1s"], since=["3650d"]), "p1", NOW)  # too many buckets
 
 
+@pytest.mark.parametrize(
+    ("text", "families"),
+    [
+        ("true", {"latency_ms", "ttft_ms", "total_tokens"}),
+        ("false", set()),
+        ("latency_ms", {"latency_ms"}),
+        ("latency_ms,ttft_ms", {"latency_ms", "ttft_ms"}),
+        ("total_tokens,latency_ms,total_tokens", {"latency_ms", "total_tokens"}),
+    ],
+)
+def test_stats_query_quantiles_take_true_false_or_families(text, families):
+    assert stats_query(_Query(quantiles=[text]), "p1", NOW).quantile_fields == families
+    assert stats_query(_Query(), "p1", NOW).quantile_fields == {"latency_ms", "ttft_ms", "total_tokens"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"quantiles": ["yes"]},
+        {"quantiles": ["True"]},
+        {"quantiles": [""]},
+        {"quantiles": ["latency_ms,"]},
+        {"quantiles": ["latency_ms, ttft_ms"]},
+        {"quantiles": ["latency_ms,p99"]},
+        {"quantiles": ["latency_ms", "ttft_ms"]},
+    ],
+)
+def test_bad_stats_quantiles_are_400_naming_the_parameter_and_the_allowed_values(query):
+    with pytest.raises(APIError) as err:
+        stats_query(_Query(query), "p1", NOW)
+    assert (err.value.status, err.value.param) == (400, "quantiles")
+    if len(query["quantiles"]) == 1:
+        assert "latency_ms, ttft_ms, total_tokens" in str(err.value)
+
+
 def test_histogram_query_takes_the_filters_and_a_field_defaulting_to_latency():
     q = histogram_query(_Query(model=["gpt-4o"], tag=["department:support"], since=["1h"]), "p1", NOW)
     assert isinstance(q, HistogramQuery)

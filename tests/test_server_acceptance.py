@@ -574,7 +574,7 @@ INJECTIONS = [
     "A" * 5000,
 ]
 _CALLS_ONLY = ("sort", "order", "cursor")
-_STATS_ONLY = ("group_by", "bucket")
+_STATS_ONLY = ("group_by", "bucket", "quantiles")
 _FILTERS = (
     "user_id", "context_id", "prompt_id", "prompt_version", "model", "provider", "error_type", "status",
     "tag", "since", "until", "q", "min_latency_ms", "min_tokens", "min_cost", "type",
@@ -700,6 +700,10 @@ def test_since_and_until_take_durations_rfc3339_and_unix_seconds(server):
         ("/api/v1/stats", {"since": "1h", "bucket": "9" * 5000}, "bucket"),  # beyond int()'s digit limit
         ("/api/v1/stats", {"since": "7d", "bucket": "1s"}, "bucket"),  # too many buckets
         ("/api/v1/stats", {"group_by": "colour"}, "group_by"),
+        ("/api/v1/stats", {"quantiles": "yes"}, "quantiles"),
+        ("/api/v1/stats", {"quantiles": "latency_ms,p99"}, "quantiles"),
+        ("/api/v1/stats", {"quantiles": ""}, "quantiles"),
+        ("/api/v1/stats", {"quantiles": ["latency_ms", "ttft_ms"]}, "quantiles"),
         ("/api/v1/histogram", {"field": "colour"}, "field"),
         ("/api/v1/histogram", {"field": ["latency_ms", "ttft_ms"]}, "field"),
         ("/api/v1/histogram", {"group_by": "model"}, "group_by"),
@@ -754,6 +758,34 @@ def test_stats_group_by_a_tag_in_hourly_buckets(server):
         ("support", this_hour): (1, 80),
         (None, this_hour): (1, 160),
     }
+
+
+def test_stats_quantiles_lists_the_percentile_families_to_compute(server):
+    records = llm_records(12, user_id="pq")
+    for i, rec in enumerate(records):
+        rec["end_time_unix_nano"] = rec["start_time_unix_nano"] + (50 + 10 * i) * 10**6
+        rec["ttft_ms"] = 5.0 + i
+        rec["input_tokens"], rec["total_tokens"] = 10 + i, 15 + i
+    assert server.ingest(records).status == 200
+    server.wait_loaded()
+
+    full = server.get("/api/v1/stats", group_by="model").json()["data"]
+    some = server.get("/api/v1/stats", group_by="model", quantiles="latency_ms,ttft_ms").json()["data"]
+    assert len(full) == len(some) == 1
+    assert full[0]["tokens"]["p50"] is not None
+    assert full[0]["ttft_ms"]["p99"] is not None
+    # Same shape, same counts and sums; only the family left out is null.
+    assert some == [{**full[0], "tokens": {"p50": None, "p95": None}}]
+    # The query string as a browser writes it (URLSearchParams escapes the comma).
+    escaped = server.request("GET", "/api/v1/stats?group_by=model&quantiles=latency_ms%2Cttft_ms")
+    assert escaped.json()["data"] == some
+
+
+def test_stats_quantiles_names_the_allowed_values_when_refused(server):
+    err = error_of(server.get("/api/v1/stats", quantiles="latency_ms,p99"), 400)
+    assert (err["param"], err["code"]) == ("quantiles", "invalid_parameter")
+    for allowed in ("true", "false", "latency_ms", "ttft_ms", "total_tokens"):
+        assert allowed in err["message"]
 
 
 def test_histogram_bins_every_matching_call_server_side(server):

@@ -90,6 +90,7 @@ OPERATIONS = [
 _SINCE = ["24h", "90m", "7d", "2020-01-01T00:00:00Z", "1700000000"]
 _GROUP_BY = [*GROUP_FIELDS, "tag:department"]
 _BUCKETS = ["1h", "3600", "15m", "1d"]
+_QUANTILES = ["true", "false", "latency_ms", "latency_ms,ttft_ms", "total_tokens,ttft_ms,latency_ms"]
 
 
 def _realistic(
@@ -108,7 +109,11 @@ def _realistic(
     if path == "/api/v1/stats":
         query = st.fixed_dictionaries(
             {"since": st.sampled_from(_SINCE)},
-            optional={"group_by": st.sampled_from(_GROUP_BY), "bucket": st.sampled_from(_BUCKETS)},
+            optional={
+                "group_by": st.sampled_from(_GROUP_BY),
+                "bucket": st.sampled_from(_BUCKETS),
+                "quantiles": st.sampled_from(_QUANTILES),
+            },
         )
         return query.flatmap(lambda q: operation.as_strategy(query=q))
     if path == "/api/v1/histogram":

@@ -24,6 +24,7 @@ import pytest
 from kansoku.model import LLMCall, Span, SpanEvent
 from kansoku.store import (
     HISTOGRAM_FIELDS,
+    QUANTILE_FIELDS,
     CallQuery,
     ClickHouseStore,
     DuckDBStore,
@@ -577,6 +578,59 @@ def test_stats_without_quantiles_keep_counts_tokens_and_cost(store):
         assert r.cost_usd == pytest.approx(f.cost_usd)
         assert (r.latency_p50, r.latency_p95, r.ttft_p99, r.tokens_p50) == (None, None, None, None)
         assert f.latency_p50 is not None
+
+
+_FAMILY_FIELDS = {
+    "latency_ms": ("latency_p50", "latency_p95", "latency_p99"),
+    "ttft_ms": ("ttft_p50", "ttft_p95", "ttft_p99"),
+    "total_tokens": ("tokens_p50", "tokens_p95"),
+}
+_PLAIN_FIELDS = (
+    "group", "bucket_start_ns", "count", "errors", "errors_by_type", "input_tokens", "output_tokens",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("families", [("latency_ms",), ("ttft_ms", "total_tokens"), ("total_tokens",)])
+def test_stats_compute_only_the_quantile_families_asked_for(store, families):
+    store.write(make_calls(60), project="p")
+    q = StatsQuery(project="p", group_by="model", bucket_s=20, since_ns=T0, until_ns=T0 + 60 * SEC)
+    full = store.stats(q)
+    some = store.stats(dataclasses.replace(q, quantiles=families))
+    assert len(some) == len(full) > 3  # several groups and buckets
+    for r, f in zip(some, full, strict=True):
+        assert [getattr(r, n) for n in _PLAIN_FIELDS] == [getattr(f, n) for n in _PLAIN_FIELDS]
+        assert r.cost_usd == pytest.approx(f.cost_usd)
+        for family, names in _FAMILY_FIELDS.items():
+            got = [getattr(r, n) for n in names]
+            if family in families:
+                assert got == [getattr(f, n) for n in names], family
+            else:
+                assert got == [None] * len(names), family
+    assert all(f.latency_p50 is not None and f.tokens_p50 is not None for f in full)
+
+
+def test_stats_quantiles_true_and_false_are_all_and_none(store):
+    store.write(make_calls(30), project="p")
+    default = store.stats(StatsQuery(project="p", group_by="model"))
+    assert store.stats(StatsQuery(project="p", group_by="model", quantiles=True)) == default
+    assert store.stats(StatsQuery(project="p", group_by="model", quantiles=QUANTILE_FIELDS)) == default
+    none = store.stats(StatsQuery(project="p", group_by="model", quantiles=False))
+    assert store.stats(StatsQuery(project="p", group_by="model", quantiles=())) == none
+    assert all(r.latency_p50 is None and r.ttft_p50 is None and r.tokens_p50 is None for r in none)
+
+
+def test_stats_query_quantiles_normalise_to_a_frozenset_and_refuse_unknown_names():
+    assert StatsQuery(project="p").quantiles == frozenset(QUANTILE_FIELDS)
+    assert StatsQuery(project="p", quantiles=False).quantiles == frozenset()
+    some = StatsQuery(project="p", quantiles=("ttft_ms", "latency_ms", "ttft_ms"))
+    assert some.quantiles == some.quantile_fields == frozenset({"latency_ms", "ttft_ms"})
+    assert some == StatsQuery(project="p", quantiles=frozenset({"latency_ms", "ttft_ms"}))
+    assert hash(some) == hash(StatsQuery(project="p", quantiles=("latency_ms", "ttft_ms")))
+    assert StatsQuery(project="p", quantiles=True) == StatsQuery(project="p", quantiles=QUANTILE_FIELDS)
+    bad_values: list[object] = [("p99",), ("latency_ms", "latency"), "latency_ms", None, 1, (None,)]
+    for bad in bad_values:
+        with pytest.raises(ValueError, match=r"^quantiles .*'latency_ms', 'ttft_ms', 'total_tokens'"):
+            StatsQuery(project="p", quantiles=bad)  # type: ignore[arg-type]
 
 
 # -- histogram -------------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ class StatsParams(CallFilters, total=False):
     group_by: str | None
     bucket: int | str | timedelta | None
     limit: int | None
+    quantiles: bool | str | Iterable[str] | None
+    """``True``/``False`` or the percentile families to compute (``["latency_ms", "ttft_ms"]``)."""
 
 
 class HistogramParams(CallFilters, total=False):
@@ -87,6 +89,8 @@ def to_query(method: str, allowed: frozenset[str], kwargs: Mapping[str, Any]) ->
             pairs.append((name, time_param(name, value)))
         elif name == "bucket":
             pairs.append((name, _bucket_param(value)))
+        elif name == "quantiles":
+            pairs.append((name, _quantiles_param(value)))
         else:
             pairs.append((name, _scalar(name, value)))
     return pairs
@@ -137,6 +141,17 @@ def _bucket_param(value: Any) -> str:
             raise ValueError("bucket: a timedelta must be a positive whole number of seconds")
         return str(int(seconds))
     return _scalar("bucket", value)
+
+
+def _quantiles_param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    families = list(value)
+    if not families or not all(isinstance(f, str) for f in families):
+        raise ValueError("quantiles: True, False or names such as ['latency_ms', 'ttft_ms']")
+    return ",".join(families)
 
 
 def _scalar(name: str, value: Any) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from kansoku import __version__
 from kansoku.model import ERROR_TYPES
-from kansoku.store import GROUP_FIELDS, HISTOGRAM_FIELDS, MAX_LIMIT, SORT_FIELDS
+from kansoku.store import GROUP_FIELDS, HISTOGRAM_FIELDS, MAX_LIMIT, QUANTILE_FIELDS, SORT_FIELDS
 
 
 def _n(t: str | list[str], **kw: Any) -> dict[str, Any]:
@@ -175,6 +175,11 @@ def _get(
     }
 
 
+_FAMILY = "(" + "|".join(QUANTILE_FIELDS) + ")"
+# true, false, or one or more families separated by commas (what _params._quantiles accepts).
+_QUANTILES_PATTERN = f"^(true|false|{_FAMILY}(,{_FAMILY})*)$"
+
+
 def _path_id(name: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -199,8 +204,10 @@ def document() -> dict[str, Any]:
         _param("limit", "Maximum rows.", {"type": "integer", "minimum": 1, "maximum": 10_000}),
         _param(
             "quantiles",
-            "false: leave the percentile fields null (much cheaper over long ranges).",
-            {"enum": ["true", "false"]},
+            "The percentile families to compute: true (default) for all, false for none, or a "
+            f"comma-separated list of {', '.join(QUANTILE_FIELDS)}; the others are null "
+            "(each family left out makes the query much cheaper over long ranges).",
+            {"type": "string", "pattern": _QUANTILES_PATTERN},
         ),
     ]
     histogram_params = [

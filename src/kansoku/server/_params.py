@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from kansoku.server._errors import APIError
-from kansoku.store import MAX_LIMIT, CallQuery, HistogramQuery, StatsQuery
+from kansoku.store import MAX_LIMIT, QUANTILE_FIELDS, CallQuery, HistogramQuery, StatsQuery
 
 _DURATION = re.compile(r"^(\d{1,9})(ms|s|m|h|d|w)$")
 _UNIT_NS = {
@@ -217,10 +217,21 @@ def stats_query(query: Mapping[str, Any], project: str, now_ns: int) -> StatsQue
     kw["limit"] = _limit(query, 1000, 10_000)
     quantiles = _single(query, "quantiles")
     if quantiles is not None:
-        if quantiles not in ("true", "false"):
-            raise _bad("quantiles", "must be true or false")
-        kw["quantiles"] = quantiles == "true"
+        kw["quantiles"] = _quantiles(quantiles)
     return _build(StatsQuery, kw)
+
+
+def _quantiles(text: str) -> bool | tuple[str, ...]:
+    """``true`` / ``false`` or the comma-separated percentile families to compute."""
+    if text in ("true", "false"):
+        return text == "true"
+    names = tuple(text.split(","))
+    if not all(name in QUANTILE_FIELDS for name in names):
+        allowed = ", ".join(QUANTILE_FIELDS)
+        raise _bad(
+            "quantiles", f"must be true, false or a comma-separated list of {allowed}, got {text[:60]!r}"
+        )
+    return names
 
 
 def histogram_query(query: Mapping[str, Any], project: str, now_ns: int) -> HistogramQuery:

@@ -13,6 +13,7 @@ import re
 from kansoku.store._protocol import (
     BIN_EPSILON,
     BINS_PER_DECADE,
+    QUANTILE_FIELDS,
     CallQuery,
     Filters,
     HistogramQuery,
@@ -138,6 +139,22 @@ def where(q: Filters) -> str:
     return " AND ".join(conds)
 
 
+# Percentile families (the closed QUANTILE_FIELDS) to the inner query's partial state and the
+# outer query's merge of it; ttft and tokens skip their NULLs (the -If combinator).
+_QUANTILE_STATE = {
+    "latency_ms": "quantilesState(0.5, 0.95, 0.99)(latency_ms) AS lat",
+    "ttft_ms": "quantilesIfState(0.5, 0.95, 0.99)(assumeNotNull(ttft_ms), isNotNull(ttft_ms)) AS ttft",
+    "total_tokens": (
+        "quantilesIfState(0.5, 0.95)(toFloat64(assumeNotNull(total_tokens)), isNotNull(total_tokens)) AS tok"
+    ),
+}
+_QUANTILE_MERGE = {
+    "latency_ms": "quantilesMerge(0.5, 0.95, 0.99)(lat)",
+    "ttft_ms": "quantilesIfMerge(0.5, 0.95, 0.99)(ttft)",
+    "total_tokens": "quantilesIfMerge(0.5, 0.95)(tok)",
+}
+
+
 def calls_sql(q: CallQuery) -> str:
     """A page query: the span columns, then the sort key (limit + 1 rows, to see if more follow)."""
     cond = where(q)
@@ -172,20 +189,19 @@ def stats_sql(q: StatsQuery) -> str:
     else:
         width = quote(q.bucket_s * 1_000_000_000)
         bucket = f"intDiv(start_ns, {width}) * {width}"
+    # A family not asked for has no state in the inner query (no values gathered, nothing
+    # sorted) and is a NULL in the outer one, so the columns keep their places.
+    states = "".join(f"{_QUANTILE_STATE[n]}, " for n in QUANTILE_FIELDS if n in q.quantile_fields)
+    lat, ttft, tok = (_QUANTILE_MERGE[n] if n in q.quantile_fields else "NULL" for n in QUANTILE_FIELDS)
     inner = (
         f"SELECT {group} AS g, {bucket} AS b, error_type AS et, count() AS c, "  # noqa: S608 (quoted)
-        "countIf(status = 'error') AS e, "
-        "quantilesState(0.5, 0.95, 0.99)(latency_ms) AS lat, "
-        "quantilesIfState(0.5, 0.95, 0.99)(assumeNotNull(ttft_ms), isNotNull(ttft_ms)) AS ttft, "
-        "sum(input_tokens) AS tin, sum(output_tokens) AS tout, "
-        "quantilesIfState(0.5, 0.95)(toFloat64(assumeNotNull(total_tokens)), isNotNull(total_tokens)) "
-        "AS tok, sum(cost_usd) AS cost "
+        f"countIf(status = 'error') AS e, {states}"
+        "sum(input_tokens) AS tin, sum(output_tokens) AS tout, sum(cost_usd) AS cost "
         f"FROM spans WHERE {where(q)} GROUP BY g, b, et"
     )
     return (
         "SELECT g, b, sum(c) AS n, sum(e), groupArrayIf((et, c), isNotNull(et)), "  # noqa: S608
-        "quantilesMerge(0.5, 0.95, 0.99)(lat), quantilesIfMerge(0.5, 0.95, 0.99)(ttft), "
-        "sum(tin), sum(tout), quantilesIfMerge(0.5, 0.95)(tok), sum(cost) "
+        f"{lat}, {ttft}, sum(tin), sum(tout), {tok}, sum(cost) "
         f"FROM ({inner}) GROUP BY g, b "
         f"ORDER BY b ASC NULLS FIRST, n DESC, g ASC NULLS LAST LIMIT {q.limit}"
     )

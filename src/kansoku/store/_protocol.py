@@ -32,6 +32,8 @@ STATUSES: tuple[str, ...] = ("ok", "error", "unset")
 HISTOGRAM_FIELDS: tuple[str, ...] = (
     "latency_ms", "ttft_ms", "total_tokens", "input_tokens", "output_tokens", "cost_usd",
 )  # fmt: skip
+#: Percentile families :class:`StatsQuery` may compute (each is named after the field it sorts).
+QUANTILE_FIELDS: tuple[str, ...] = ("latency_ms", "ttft_ms", "total_tokens")
 #: Histogram bins per power of ten: fine enough to see a p95 tail, few enough to draw.
 BINS_PER_DECADE = 10
 MAX_LIMIT = 1000
@@ -179,12 +181,15 @@ class StatsQuery(Filters):
     group_by: str | None = None
     bucket_s: int | None = None
     limit: int = 1000
-    quantiles: bool = True
-    """False leaves the percentile fields null: a breakdown of counts, tokens and cost only, much
-    cheaper over a long range (exact percentiles sort every row of each group)."""
+    quantiles: bool | frozenset[str] | tuple[str, ...] = True
+    """The percentile families to compute, from :data:`QUANTILE_FIELDS` (``True``: all, ``False``:
+    none); the others stay null. Exact percentiles sort every row of each group, so they are most
+    of a query's cost over a long range. Held as a frozenset once made (equal queries compare equal)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # Frozen dataclass: normalising in place needs object.__setattr__.
+        object.__setattr__(self, "quantiles", _quantile_fields(self.quantiles))
         if self.group_by is not None and self.group_by not in GROUP_FIELDS:
             if not (isinstance(self.group_by, str) and self.group_by.startswith("tag:")):
                 raise ValueError(f"group_by must be one of {list(GROUP_FIELDS)} or 'tag:<key>'")
@@ -207,6 +212,21 @@ class StatsQuery(Filters):
     def tag_key(self) -> str | None:
         """The tag key when grouping by ``tag:<key>``."""
         return self.group_by[4:] if self.group_by is not None and self.group_by.startswith("tag:") else None
+
+    @property
+    def quantile_fields(self) -> frozenset[str]:
+        """The percentile families asked for (what :attr:`quantiles` holds, typed)."""
+        return _quantile_fields(self.quantiles)
+
+
+def _quantile_fields(value: object) -> frozenset[str]:
+    """``True`` / ``False`` / names to a frozenset of :data:`QUANTILE_FIELDS`; ValueError otherwise."""
+    if isinstance(value, bool):
+        return frozenset(QUANTILE_FIELDS) if value else frozenset()
+    # A bare string would be taken apart into its characters: refuse it rather than guess.
+    if isinstance(value, frozenset | tuple | list | set) and all(v in QUANTILE_FIELDS for v in value):
+        return frozenset(value)
+    raise ValueError(f"quantiles must be True, False or a tuple of names from {list(QUANTILE_FIELDS)}")
 
 
 @dataclass(frozen=True, kw_only=True)

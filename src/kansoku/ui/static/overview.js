@@ -103,11 +103,11 @@ export function mount(root, params, ctx) {
     try {
       const [total, series, latencyBins, recent, breakdown, prompts] = await Promise.all([
         api.stats(filters),
-        api.stats({ ...filters, since: filters.since || new Date(win.since).toISOString(), bucket: widthS }),
+        api.stats({ ...filters, since: filters.since || new Date(win.since).toISOString(), bucket: widthS, quantiles: 'latency_ms,ttft_ms' }),
         api.histogram({ ...filters, field: 'latency_ms' }),
         api.calls({ ...filters, limit: RECENT }),
         api.stats({ ...filters, group_by: state.costBy, limit: 20, quantiles: 'false' }),
-        api.stats({ ...filters, group_by: 'prompt_id', limit: 100 }),
+        api.stats({ ...filters, group_by: 'prompt_id', limit: 100, quantiles: 'latency_ms' }),
       ]);
       if (mine !== token || !ctx.isCurrent()) return;
       state.data = {
