@@ -12,8 +12,11 @@ with fields named like the API's parameters, ``table#calls tbody tr[data-trace-i
 ``a[data-link=trace|session]``, ``section[data-panel=...]``, ``#waterfall [data-span-id]``,
 ``.conversation .message[data-role]``, ``#turns .turn``, ``[data-empty]``, ``[data-error]``; on the
 gateway page ``section[data-panel=deployments] tr[data-deployment] [data-breaker]``,
-``section[data-panel=dead-letters] tr[data-letter-id] button[data-action=replay]`` and
-``[data-replay-outcome]``.
+``section[data-panel=limits] tr[data-limit][data-per][data-on] td.limit-usage`` with one
+``[data-usage="<subject>"][data-used][data-limit-of]`` per subject (``""`` for a global limit;
+``.usage.is-near`` from 90 %, ``[data-usage-unknown]`` without state), ``[data-usage-note]`` and
+``[data-refused="N"]``, ``section[data-panel=dead-letters] tr[data-letter-id]
+button[data-action=replay]`` and ``[data-replay-outcome]``.
 
 Needs chromium (``KANSOKU_TEST_CHROMIUM`` or on the PATH): skipped locally without it, a failure
 under CI.
@@ -45,6 +48,7 @@ GATEWAY_PANELS = ("deployments", "budgets", "limits", "dead-letters")
 BREAKER_STATES = {"closed", "open", "half_open", "unknown"}
 DEPLOYMENTS = 'section[data-panel="deployments"] tr[data-deployment]'
 LETTERS = 'section[data-panel="dead-letters"] tr[data-letter-id]'
+LIMITS = 'section[data-panel="limits"] tr[data-limit]'
 ROWS = "table#calls tbody tr[data-trace-id][data-span-id]"
 XSS_SERVICE = "acceptance"  # the service of helpers.records.llm_record; the demo's is kansoku-demo
 
@@ -283,8 +287,10 @@ def test_every_page_loads_without_errors_and_is_screenshotted(
         for panel in GATEWAY_PANELS:
             assert p.locator(f'section[data-panel="{panel}"]').count() == 1, panel
         assert_gateway_deployments(p, demo)
-        for panel in ("budgets", "limits"):  # the demo's gateway has neither
-            assert p.locator(f'section[data-panel="{panel}"] [data-empty]').count() == 1, panel
+        # The demo's gateway has rate limits but no budgets (budgets need virtual keys).
+        assert p.locator('section[data-panel="budgets"] [data-empty]').count() == 1
+        assert p.locator('section[data-panel="limits"] [data-empty]').count() == 0
+        assert p.locator(LIMITS).count() == len(demo.get("/api/v1/gateway/status")["limits"])
     screenshot(p, name)
     assert_clean(watch, p, f"page {name}")
 
@@ -318,6 +324,77 @@ def assert_gateway_deployments(p: Page, demo: UpDemo) -> None:
     breakers = rows.locator("[data-breaker]").all_inner_texts()
     assert len(breakers) == len(expected)
     assert set(breakers) <= BREAKER_STATES, breakers
+
+
+# Each limit row as the page shows it: its bars (subject, used, limit) and its refusals.
+_LIMIT_ROWS_JS = """rows => rows.map(r => ({
+  per: r.dataset.per, on: r.dataset.on,
+  bars: [...r.querySelectorAll('td.limit-usage [data-usage]')].map(b => ({
+    subject: b.dataset.usage, used: b.dataset.used ?? null, limit: b.dataset.limitOf ?? null,
+    near: b.classList.contains('is-near'), unknown: b.querySelector('[data-usage-unknown]') !== null,
+  })),
+  refused: r.querySelector('td.limit-usage [data-refused]')?.dataset.refused ?? null,
+  refusedText: r.querySelector('td.limit-usage [data-refused]')?.textContent ?? '',
+}))"""
+
+
+def demo_limits(demo: UpDemo) -> dict[tuple[str, str], tuple[float, list[str]]]:
+    """The limits of the configuration ``up --demo`` wrote: (per, on) → (limit, the subjects shown)."""
+    from kansoku.gateway._config import load_config
+    from kansoku.policy import TokenBucket
+
+    config = load_config(demo.data_dir / "demo-gateway.yaml")
+    out: dict[tuple[str, str], tuple[float, list[str]]] = {}
+    for lim in config.limits:
+        assert lim.per in ("global", "model"), lim  # limits whose every subject the status lists
+        rate = lim.rate
+        limit = rate.capacity if isinstance(rate, TokenBucket) else rate.limit
+        subjects = [""] if lim.per == "global" else [m.name for m in config.models]
+        out[(lim.per, lim.on)] = (float(limit), subjects)
+    return out
+
+
+def test_the_gateway_page_shows_the_demo_limits_in_use(page: tuple[Page, PageWatch], demo: UpDemo) -> None:
+    """A row per configured limit, a bar per subject against the configured limit, refusals
+    shown (none: the demo's limits are sized above its traffic), and each limit in use: the
+    global request count stays up for its minute; a token bucket refills within a second of
+    an answer, so the page is reloaded until every limit has shown use."""
+    p, watch = page
+    configured = demo_limits(demo)
+    assert {on for _, on in configured} == {"requests", "tokens"}, configured
+    assert open_page(p, "/gateway", "gateway") == "ready"
+    assert p.locator('section[data-panel="limits"] [data-empty]').count() == 0
+    in_use: set[tuple[str, str]] = set()
+    looks = [0]
+
+    def every_limit_in_use() -> bool:
+        looks[0] += 1
+        if looks[0] > 1:  # the first look is the page as opened
+            p.reload()
+            assert wait_page(p, "gateway") == "ready"
+        rows = p.locator(LIMITS).evaluate_all(_LIMIT_ROWS_JS)
+        assert len(rows) == len(configured), rows
+        for row in rows:
+            key = (row["per"], row["on"])
+            assert key in configured, row
+            limit, subjects = configured[key]
+            assert [b["subject"] for b in row["bars"]] == subjects, row
+            for bar in row["bars"]:
+                assert not bar["unknown"], row
+                assert bar["limit"] is not None, row
+                assert float(bar["limit"]) == limit, row
+                assert 0 <= float(bar["used"]) < 0.9 * limit, row  # generous: never near the limit
+                assert not bar["near"], row
+                if float(bar["used"]) > 0:
+                    in_use.add(key)
+            assert row["refused"] == "0", row  # the demo's own traffic is never refused
+            assert row["refusedText"].strip() == "0 refused", row
+        assert p.locator(f"{LIMITS} [data-usage-note]").count() == 0  # every subject is listed
+        return in_use == set(configured)
+
+    poll("every limit of the demo to show use", every_limit_in_use, timeout=30)
+    screenshot(p, "gateway-limits")
+    assert_clean(watch, p, "gateway page, limits")
 
 
 def test_a_dead_letter_replays_from_the_gateway_page(page: tuple[Page, PageWatch], demo: UpDemo) -> None:

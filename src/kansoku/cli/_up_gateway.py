@@ -2,8 +2,9 @@
 straight into the collector's write-ahead log (no HTTP hop, nothing lost at shutdown).
 
 With ``--demo`` and no configuration of its own, it routes to a mock provider (two regions,
-a fallback model, a template answer) and a small client sends it traffic with occasional
-provider faults, so retries and fallbacks show up in the data.
+a fallback model, a template answer) with a global requests limit and a per-model tokens
+limit sized well above the demo's traffic, and a small client sends it traffic with occasional
+provider faults, so retries and fallbacks show up in the data and the limits show their use.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ models:
     deployments:
       - {{provider: openai_compatible, model: text-embedding-3-small, api_base: "{oai}"}}
     retry: {{attempts: 4, base_ms: 50, cap_ms: 500}}
+# Limits sized from the demo's own traffic, measured: about 0.9 requests a second, at most 63 in
+# any minute; the chat route's answers use about 9 tokens a second (at most 18 a request). They
+# are generous, so the demo is never refused, yet its use shows on the gateway page.
+limits:
+  # The whole gateway: about 5 times the demo's busiest minute, room for your own calls too.
+  - {{per: global, on: requests, algorithm: sliding_window, limit: 300, window_s: 60}}
+  # Each model route: a burst of 10,000 tokens (a request takes an estimate first, its prompt's
+  # characters / 4 plus max_tokens or 256, then the real count), refilled at 25 a second: about
+  # 3 times the chat route's use, so a bar shows each answer's tokens for a moment.
+  - {{per: model, on: tokens, algorithm: token_bucket, limit: 10000, per_s: 25}}
+# No budgets: they count per virtual key, user or department (a key's tag), and this gateway has
+# no keys, so that the demo's client, curl and the OpenAI SDK call it without one; a per-user
+# budget would be enforced but is not listed on the status page.
 """
 _FAULTS = ("rate_limit", "server_error", "overloaded", "malformed_json")
 

@@ -186,7 +186,7 @@ function limitsContent(d) {
       'and how many requests the limit refused since the gateway started.'),
     table([['Applies to'], ['On'], ['Algorithm'], ['Limit'], ['Used now']],
       d.limits.map((lim) => h('tr', { 'data-limit': '', 'data-per': lim.per, 'data-on': lim.on },
-        h('td', null, lim.key ? ['key ', h('strong', null, lim.key)] : `each ${lim.per}`),
+        h('td', null, lim.key ? ['key ', h('strong', null, lim.key)] : lim.per === 'global' ? 'the whole gateway' : `each ${lim.per}`),
         h('td', null, lim.on),
         h('td', null, lim.algorithm.replace('_', ' ')),
         h('td', null, rate(lim)),
