@@ -13,6 +13,7 @@ import asyncio
 import json
 import random
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -62,6 +63,34 @@ limits:
 # budget would be enforced but is not listed on the status page.
 """
 _FAULTS = ("rate_limit", "server_error", "overloaded", "malformed_json")
+
+
+class _Weather:
+    """The demo provider's faults: calm spells where about 1 upstream call in 12 fails, and now
+    and then an incident of 15-25 s where most do, so that retries, fallbacks, dead letters and
+    breakers opening and closing again all show up. Faults hit a share of upstream calls (not
+    a queue per client request): while breakers are open nothing piles up, and their half-open
+    trials meet the weather of the moment, so they close once an incident is over.
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.until: float | None = None
+        self.incident = False
+
+    def change(self, now: float) -> tuple[str, float] | None:
+        """The next (fault, share of calls) when the weather changes, else None."""
+        if self.until is None:  # start with an incident: a newcomer sees the gateway at work
+            self.incident, self.until = True, now + 20.0
+            return "server_error", 0.9
+        if now < self.until:
+            return None
+        self.incident = not self.incident
+        if self.incident:
+            self.until = now + self.rng.uniform(15.0, 25.0)
+            return self.rng.choice(_FAULTS), 0.9
+        self.until = now + self.rng.uniform(60.0, 120.0)
+        return self.rng.choice(_FAULTS), 0.08
 
 
 class UpGateway:
@@ -127,12 +156,15 @@ class UpGateway:
             await asyncio.to_thread(self.mock.stop)
 
     def _send(self) -> None:
-        """About one request a second through the gateway; now and then a provider fault."""
+        """About one request a second through the gateway, under changing provider weather."""
         rng = random.Random(5)
         mock = self.mock
+        weather = _Weather(rng)
         while not self._traffic_stop.is_set():
-            if mock is not None and rng.random() < 0.25:
-                mock.set_fault(rng.choice(_FAULTS), count=rng.choice((1, 2, 3, 6)))
+            if mock is not None:
+                change = weather.change(time.monotonic())
+                if change is not None:
+                    mock.set_fault(change[0], rate=change[1])
             user = f"u-{rng.randint(1, 12)}"
             if rng.random() < 0.15:
                 body: dict[str, Any] = {"model": "embed", "input": "refund policy", "user": user}
