@@ -6,7 +6,6 @@ Runs against a canned stand-in of the query API (``helpers.query_api``); end-to-
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from helpers.query_api import FakeQueryAPI, Reply, Seen, error, page, record
+from helpers.sdk import free_port
 from kansoku.client import Client, Percentiles, QueryError
 from kansoku.errors import ConfigError, KansokuError
 
@@ -34,12 +34,6 @@ def api(server: FakeQueryAPI, monkeypatch: pytest.MonkeyPatch) -> FakeQueryAPI:
     server.routes.clear()
     server.requests.clear()
     return server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_filters_become_query_parameters(api: FakeQueryAPI) -> None:

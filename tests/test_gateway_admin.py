@@ -21,6 +21,7 @@ import pytest
 
 import kansoku.gateway._serve as serve
 from helpers.gateway import Reply, RunningGateway, start_gateway, write_config
+from helpers.sdk import free_port
 from kansoku.cli import main
 from kansoku.testing import MockUpstream
 
@@ -205,17 +206,9 @@ def test_cli_failures_have_exit_codes_and_messages(
     assert "HTTP 404" in capsys.readouterr().err
     assert main(["dead-letters", "list", "--url", "ftp://example.com"]) == 2
     assert "--url must be an http(s) URL" in capsys.readouterr().err
-    stopped = f"http://127.0.0.1:{_free_port()}"
+    stopped = f"http://127.0.0.1:{free_port()}"
     assert main(["dead-letters", "list", "--url", stopped]) == 1
     assert "cannot reach" in capsys.readouterr().err
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- configuration reload -----------------------------------------------------------------------

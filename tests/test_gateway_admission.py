@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from helpers.services import redis_url
 from kansoku.gateway import (
     DEFAULT_COMPLETION_TOKENS,
     Admission,
@@ -39,17 +39,6 @@ keys:
   - {name: web, key: "${WEB_KEY}"}
 """
 CHAT: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
-
-
-def redis_url() -> str:
-    url = os.environ.get("KANSOKU_TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "KANSOKU_TEST_REDIS_URL is not set: CI must run the Redis tests (source .ci/services.sh)"
-            )
-        pytest.skip("KANSOKU_TEST_REDIS_URL is not set (source .ci/services.sh to run the Redis tests)")
-    return url
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,24 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.sdk import free_port
+from helpers.services import redis_url
 from kansoku.testing import MockUpstream
-
-
-def _redis_url() -> str:
-    url = os.environ.get("KANSOKU_TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "KANSOKU_TEST_REDIS_URL is not set: CI must run the Redis tests (source .ci/services.sh)"
-            )
-        pytest.skip("KANSOKU_TEST_REDIS_URL is not set (source .ci/services.sh to run the Redis tests)")
-    return url
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _post(port: int, body: Mapping[str, object]) -> tuple[int, dict[str, str]]:
@@ -73,10 +56,10 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, deadline:
 @contextmanager
 def replicas(tmp_path: Path, config: str, n: int = 3) -> Iterator[list[int]]:
     """``n`` gateway processes with ``config`` sharing a fresh Redis key space; their ports."""
-    url = _redis_url()
+    url = redis_url()
     path = tmp_path / "gateway.yaml"
     path.write_text(config, encoding="utf-8")
-    ports = [_free_port() for _ in range(n)]
+    ports = [free_port() for _ in range(n)]
     procs: list[subprocess.Popen[bytes]] = []
     logs = [tmp_path / f"gateway{i}.log" for i in range(n)]
     # A fresh Redis database number is not available everywhere; a unique key space per test is:

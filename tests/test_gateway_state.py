@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.services import redis_url
 from kansoku.clock import SYSTEM_CLOCK, Clock
 from kansoku.errors import ConfigError
 from kansoku.gateway._deadletter import Attempt
@@ -41,17 +41,6 @@ def examples(n: int) -> settings:
     return settings(
         max_examples=n, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
     )
-
-
-def redis_url() -> str:
-    url = os.environ.get("KANSOKU_TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "KANSOKU_TEST_REDIS_URL is not set: CI must run the Redis tests (source .ci/services.sh)"
-            )
-        pytest.skip("KANSOKU_TEST_REDIS_URL is not set (source .ci/services.sh to run the Redis tests)")
-    return url
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,8 @@ from typing import Any
 import pytest
 
 from helpers.gateway import Reply, RunningGateway, start_gateway, write_config
+from helpers.sdk import free_port
+from helpers.services import redis_server
 from kansoku.gateway._state import BreakerStates, DeadLetters, MemoryState, SpendStates
 from kansoku.gateway._state_guard import COOL_DOWN_S, GuardedState
 from kansoku.gateway._state_redis import READ_TIMEOUT_S
@@ -190,23 +191,8 @@ LIMIT = 3  # a minute's requests, gateway-wide: what Redis enforces when it answ
 SLOW_S = 0.5  # what a user would accept as the extra delay of a request during an outage
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _redis_server() -> str:
-    path = shutil.which("redis-server")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed: CI must run the Redis tests (.ci/services.sh)")
-        pytest.skip("redis-server is not installed")
-    return path
-
-
 def _start_redis(port: int) -> subprocess.Popen[bytes]:
-    cmd = [_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    cmd = [redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     redis = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
     deadline = time.monotonic() + 10
     while True:
@@ -229,7 +215,7 @@ def _stop_redis(redis: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def redis_port() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
     """A free port with a redis-server on it; the list holds every server started (restarts too)."""
-    port = _free_port()
+    port = free_port()
     servers = [_start_redis(port)]
     try:
         yield port, servers

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import ConsoleMessage, Dialog, Page, Request, Response
+
+from helpers.sdk import free_port
 
 #: Where screenshots go (CI keeps the directory as test artifacts; it is in .gitignore).
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -46,12 +47,6 @@ def chromium_path() -> str:
             pytest.fail(f"{why}: CI must run the browser tests (.ci/run installs Debian's chromium)")
         pytest.skip(f"{why} (apt-get install chromium, or set KANSOKU_TEST_CHROMIUM)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_json(
