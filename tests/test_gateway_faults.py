@@ -12,7 +12,6 @@ here the same policies are checked through the whole stack, with real time kept 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import threading
@@ -26,11 +25,8 @@ import pytest
 
 from helpers.gateway import Reply, RunningGateway, start_gateway, write_config
 from kansoku.clock import SystemClock
-from kansoku.gateway._proxy import Gateway
-from kansoku.gateway._serve import serve_gateway
-from kansoku.gateway._settings import GatewaySettings
 from kansoku.model import Span
-from kansoku.testing import InMemoryExporter, MockUpstream
+from kansoku.testing import MockUpstream
 from kansoku.testing._mock_http import Action, HttpRequest, StreamReply
 from kansoku.testing._mock_http import Reply as MockReply
 
@@ -458,41 +454,6 @@ class JumpClock(SystemClock):
         self.offset += max(0.0, seconds)
 
 
-def start_with_clock(config_path: Path, data_dir: Path, clock: JumpClock) -> RunningGateway:
-    """``start_gateway`` with an injected clock."""
-    settings = GatewaySettings(
-        config=str(config_path), host="127.0.0.1", port=0, state="memory", record=(), data_dir=str(data_dir)
-    )
-    exporter = InMemoryExporter()
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def on_ready(url: str, gw: Gateway) -> None:
-        box["url"], box["gateway"] = url, gw
-        ready.set()
-
-    def main() -> None:
-        loop = asyncio.new_event_loop()
-        box["loop"] = loop
-        box["stop"] = stop = asyncio.Event()
-        try:
-            loop.run_until_complete(
-                serve_gateway(settings, on_ready=on_ready, stop=stop, exporters=[exporter], clock=clock)
-            )
-        except BaseException as exc:
-            box["error"] = exc
-            ready.set()
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=main, name="kansoku-test-gateway-clock", daemon=True)
-    thread.start()
-    assert ready.wait(30), "gateway did not start"
-    if "error" in box:
-        raise box["error"]
-    return RunningGateway(box["url"], box["gateway"], exporter, config_path, box["stop"], box["loop"], thread)
-
-
 @pytest.mark.parametrize("routing", ["round_robin", "weighted"])
 def test_dead_region_is_ejected_after_5_failures_and_probed_back(tmp_path: Path, routing: str) -> None:
     dead = MockUpstream().start()
@@ -508,7 +469,7 @@ models:
     deployments: [{dep(dead, "us-east")}, {dep(healthy, "eu-west")}]
     retry: {{attempts: 2, base_ms: 1, cap_ms: 2}}
 """
-        gw = start_with_clock(write_config(tmp_path, config), tmp_path / "data", clock)
+        gw = start_gateway(write_config(tmp_path, config), tmp_path / "data", clock=clock)
         back: MockUpstream | None = None
         try:
             replies = [gw.chat(content=f"q{i}") for i in range(300)]
