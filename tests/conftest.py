@@ -8,6 +8,9 @@ so a test may change them freely. Per-request faults are best chosen with the
 ``recorder`` starts kansoku with an :class:`InMemoryExporter` (redaction off unless the test is
 parametrised ``indirect`` with ``True``) and always shuts it down; ``start_recorder`` does the
 same with extra exporters, processors or settings. Call ``kansoku.flush()`` before asserting.
+
+``launch(config_text)`` starts a gateway (in-memory state) with that configuration on a free
+port; every gateway it started is stopped after the test.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import pytest
 
 import kansoku
+from helpers.gateway import Launch, RunningGateway, start_gateway, write_config
 from kansoku.export import Exporter
 from kansoku.sdk import ENV_VARS, Processor
 from kansoku.testing import InMemoryExporter, MockUpstream
@@ -100,3 +104,17 @@ def recorder(request: pytest.FixtureRequest, start_recorder: StartRecorder) -> I
     turns redaction on."""
     redact = bool(getattr(request, "param", False))
     return start_recorder(redact=redact)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    started: list[RunningGateway] = []
+
+    def go(text: str) -> RunningGateway:
+        running = start_gateway(write_config(tmp_path, text), tmp_path / "data")
+        started.append(running)
+        return running
+
+    yield go
+    for running in started:
+        running.stop()

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from helpers.gateway import RunningGateway, start_gateway, write_config
+from helpers.gateway import Launch, RunningGateway
 from kansoku.model import Span
 from kansoku.pricing import PriceCatalog
 from kansoku.testing import MockUpstream
@@ -30,8 +29,6 @@ UPSTREAM_PATH = {"openai_compatible": "/v1/chat/completions", "anthropic": "/v1/
 TEMPLATE = '{"answer": "unavailable"}'
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
-
-Launch = Callable[[str], RunningGateway]
 
 
 def _base(up: MockUpstream, provider: str) -> str:
@@ -73,20 +70,6 @@ models:
         model: gpt-4o-mini
         api_base: {up.openai_base_url}
 """
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launch]:
-    started: list[RunningGateway] = []
-
-    def go(text: str) -> RunningGateway:
-        running = start_gateway(write_config(tmp_path, text), tmp_path / "data")
-        started.append(running)
-        return running
-
-    yield go
-    for running in started:
-        running.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import openai
 import pytest
 
-from helpers.gateway import Reply, RunningGateway, start_gateway, write_config
+from helpers.gateway import Launch, Reply, RunningGateway, write_config
 from kansoku.gateway import KeyRing, load_config
 from kansoku.testing import MockUpstream
 
@@ -45,22 +45,6 @@ CANARIES = {
     "wrong key": WRONG_KEY,
     "secret in upstream error": UPSTREAM_SECRET,
 }
-
-Launch = Callable[[str], RunningGateway]
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launch]:
-    started: list[RunningGateway] = []
-
-    def go(text: str) -> RunningGateway:
-        running = start_gateway(write_config(tmp_path, text), tmp_path / "data")
-        started.append(running)
-        return running
-
-    yield go
-    for running in started:
-        running.stop()
 
 
 class _ErrorUpstream:

@@ -11,6 +11,7 @@ import http.client
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,10 @@ def write_config(directory: Path, text: str) -> Path:
     path = directory / "gateway.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+Launch = Callable[[str], RunningGateway]
+"""The ``launch`` fixture (conftest): start a gateway with this configuration text."""
 
 
 def start_gateway(
