@@ -2,7 +2,7 @@
 // horizontal bars. Colours come from CSS classes (.c0 … .c7), tooltips are <title> text.
 
 import { h, s } from './dom.js';
-import { tick } from './format.js';
+import { int, tick } from './format.js';
 
 const W = 640;
 const H = 200;
@@ -132,7 +132,7 @@ export function histogram({ label, bins, xFormat = String }) {
   const edge = (b) => (b.hi === 0 ? '0' : xFormat(b.lo));
   const xs = [[PAD.left, edge(bars[0]), 'start'], [W - PAD.right, xFormat(bars[bars.length - 1].hi), 'end']];
   if (bars.length > 4) xs.push([PAD.left + step * Math.floor(bars.length / 2), edge(bars[Math.floor(bars.length / 2)])]);
-  const svg = frame(label, yMax, tick0, xs);
+  const svg = frame(label, yMax, int, xs);
   bars.forEach((b, i) => {
     if (!b.count) return;
     const y = PAD.top + IH - (IH * b.count) / yMax;
@@ -142,10 +142,6 @@ export function histogram({ label, bins, xFormat = String }) {
       s('title', null, `${range}: ${b.count.toLocaleString('en-US')} call${b.count === 1 ? '' : 's'}${share}`)));
   });
   return h('figure', { class: 'figure' }, svg, h('p', { class: 'note' }, note));
-}
-
-function tick0(v) {
-  return v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v >= 1e4 ? `${Math.round(v / 1e3)}k` : String(Math.round(v));
 }
 
 /** hbars({rows: [{label, value, href?, note?}], format}) → horizontal bars (a list, readable as text). */
